@@ -1,0 +1,3 @@
+"""ipft-tui: trace marked packets through the Linux kernel, live."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,263 @@
+"""The collector: one thread that owns the BPF object and hands out decoded samples.
+
+Consumers (headless outputs, the TUI) never touch bcc. They get batches of
+`Sample`s through a sink callback (called from the collector thread), read
+`status`, and send commands: new mark/mask (a map update), new regex
+(attach/detach the difference), stop. Everything attached is detached when the
+thread ends, whatever the reason.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .errors import IpftError
+from .kernel import Kernel
+from .kernel.headers import find_headers, HeadersError
+from .model import Sample
+from .settings import TraceSettings, select
+from .tracing import backends
+from .tracing.program import EVENT_FORMAT, ProgramSpec, compile_program
+
+POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
+STATUS_INTERVAL = 0.25  # s between reads of the kernel-side lost counter
+
+
+@dataclass(frozen=True)
+class Status:
+    backend: str = ""
+    tracer: str = ""
+    mark: int = 0
+    mask: int = 0
+    regex: str | None = None
+    total: int = 0  # candidate targets
+    attached: int = 0
+    failed: int = 0
+    filtered: int = 0
+    samples: int = 0
+    lost: int = 0  # matched in BPF but no room in the buffer
+    ready: bool = False
+
+
+Progress = Callable[[Status], None]
+
+
+def choose_backend(requested: str, caps) -> str:
+    preference = ("kprobe-multi", "kprobe", "ftrace", "tracepoint")
+    supported = caps.supported()
+    if requested == "auto":
+        for name in preference:
+            if name in supported and name in backends.IMPLEMENTED:
+                return name
+        raise IpftError("no usable backend on this kernel: " + "; ".join(
+            f"{n}: {s.detail}" for n, s in caps.backends.items()))
+    if requested not in supported:
+        detail = caps.backends[requested].detail if requested in caps.backends else "unknown"
+        raise IpftError(f"backend {requested} is not supported by this kernel ({detail}); "
+                        f"supported here: {', '.join(supported) or 'none'}")
+    return requested
+
+
+class Collector:
+    def __init__(self, settings: TraceSettings, sink: Callable[[list[Sample]], None],
+                 kernel: Kernel | None = None, on_progress: Progress | None = None,
+                 on_notice: Callable[[str], None] | None = None):
+        self.settings = replace(settings)
+        self.kernel = kernel or Kernel()
+        self._sink = sink
+        self._on_progress = on_progress or (lambda status: None)
+        self._on_notice = on_notice or (lambda text: None)
+        self._commands: queue.Queue = queue.Queue()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ipft-collector", daemon=True)
+        self.error: BaseException | None = None
+        self.status = Status()
+        self.headers = None
+        self.backend = None
+        self._bpf = None
+        self._reader = None
+        self._attached: dict[int, int] = {}  # probe id -> backend handle
+        self._pending: list[Sample] = []  # perf buffer callbacks collect here
+        self._perf_lost = 0
+
+    # -- consumer side ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until every probe is attached; re-raise a setup error."""
+        if not self._ready.wait(timeout):
+            raise IpftError("timed out waiting for the collector to attach")
+        if self.error is not None:
+            raise self.error
+
+    def set_filter(self, mark: int, mask: int) -> None:
+        self._commands.put(("filter", (mark, mask)))
+
+    def set_regex(self, regex: str | None) -> None:
+        self._commands.put(("regex", regex))
+
+    def stop(self, timeout: float = 30) -> None:
+        self._commands.put(("stop", None))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def candidate_names(self) -> list[str]:
+        return [t.name for t in self.backend.candidates] if self.backend else []
+
+    # -- collector thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._setup()
+            self._ready.set()
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self.error = exc if isinstance(exc, IpftError) else IpftError(f"{type(exc).__name__}: {exc}")
+            self._on_notice(f"collector stopped: {self.error}")
+        finally:
+            self._teardown()
+            self._ready.set()
+
+    def _setup(self) -> None:
+        s = self.settings
+        try:
+            self.headers = find_headers()
+        except HeadersError as exc:
+            raise IpftError(str(exc)) from None
+        self.headers.apply()
+        name = choose_backend(s.backend, self.kernel.capabilities)
+        self.backend = backends.make_backend(name, self.kernel, self.kernel.capabilities)
+        selected = select(self.candidate_names(), s.regex)
+        spec = ProgramSpec(mark_offset=self.kernel.skb_layout.mark_offset,
+                           entry_points=self.backend.entry_points(),
+                           perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages)
+        self._bpf = compile_program(spec)
+        self._write_filter(s.mark, s.mask)
+        self._open_buffer()
+        self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
+                             regex=s.regex, total=len(self.backend.candidates))
+        self._attach_set(set(selected))
+        if not self._attached:
+            raise IpftError(f"no probe could be attached ({self.status.failed} failed)")
+        self.status = replace(self.status, ready=True)
+        self._on_progress(self.status)
+
+    def _open_buffer(self) -> None:
+        events = self._bpf["events"]
+        if self.settings.perf_buffer:
+            events.open_perf_buffer(self._on_perf_event, page_cnt=self.settings.perf_page_count,
+                                    lost_cb=self._on_perf_lost,
+                                    wakeup_events=self.settings.perf_wakeup_events)
+        else:
+            from .tracing.ringbuf import RingBufReader  # noqa: PLC0415
+            self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
+                                         EVENT_FORMAT)
+
+    def _write_filter(self, mark: int, mask: int) -> None:
+        table = self._bpf["config"]
+        table[ctypes.c_int(0)] = table.Leaf(mark, mask)
+
+    def _attach_set(self, wanted: set[int]) -> None:
+        """Attach what is wanted and not attached; detach the rest. Reports progress."""
+        for probe_id in [p for p in self._attached if p not in wanted]:
+            self.backend.detach(self._attached.pop(probe_id))
+        failed = 0
+        todo = sorted(wanted - self._attached.keys())
+        filtered = len(self.backend.candidates) - len(wanted)
+        for n, probe_id in enumerate(todo, 1):
+            try:
+                self._attached[probe_id] = self.backend.attach(self._bpf, probe_id)
+            except OSError as exc:
+                failed += 1
+                self._on_notice(f"attach {self.backend.candidates[probe_id].name} failed: {exc}")
+            if n % 64 == 0 or n == len(todo):
+                self.status = replace(self.status, attached=len(self._attached), failed=failed,
+                                      filtered=filtered)
+                self._on_progress(self.status)
+        self.status = replace(self.status, attached=len(self._attached), failed=failed,
+                              filtered=filtered)
+
+    def _loop(self) -> None:
+        names = self.candidate_names()
+        next_status = time.monotonic()
+        while True:
+            delivered = self._drain(names)
+            try:
+                command, arg = self._commands.get(timeout=0 if delivered else POLL_INTERVAL)
+            except queue.Empty:
+                command = None
+            if command == "stop":
+                self._drain(names)
+                return
+            if command:
+                self._execute(command, arg)
+            now = time.monotonic()
+            if now >= next_status:
+                next_status = now + STATUS_INTERVAL
+                self.status = replace(self.status, lost=self._read_lost())
+
+    def _drain(self, names: list[str]) -> int:
+        if self._reader is not None:
+            records = self._reader.read()
+            samples = [Sample(pid, ts, cpu, names[probe], bool(ret))
+                       for _len, pid, ts, probe, cpu, ret in records]
+        else:
+            self._bpf.perf_buffer_poll(timeout=0)
+            samples, self._pending = self._pending, []
+        if samples:
+            self.status = replace(self.status, samples=self.status.samples + len(samples))
+            self._sink(samples)
+        return len(samples)
+
+    _EVENT = struct.Struct("<" + EVENT_FORMAT)
+
+    def _on_perf_event(self, _cpu, data, size) -> None:
+        pid, ts, probe, cpu, ret = self._EVENT.unpack(ctypes.string_at(data, self._EVENT.size))
+        self._pending.append(Sample(pid, ts, cpu, self.backend.candidates[probe].name, bool(ret)))
+
+    def _on_perf_lost(self, count) -> None:
+        self._perf_lost += count
+
+    def _read_lost(self) -> int:
+        kernel_side = self._bpf["lost"].sum(ctypes.c_int(0)).value
+        return kernel_side + self._perf_lost
+
+    def _execute(self, command: str, arg) -> None:
+        try:
+            if command == "filter":
+                mark, mask = arg
+                self._write_filter(mark, mask)
+                self.settings.mark, self.settings.mask = mark, mask
+                self.status = replace(self.status, mark=mark, mask=mask)
+            elif command == "regex":
+                wanted = set(select(self.candidate_names(), arg))
+                self.settings.regex = arg
+                self.status = replace(self.status, regex=arg)
+                self._attach_set(wanted)
+            self._on_progress(self.status)
+        except IpftError as exc:
+            self._on_notice(str(exc))
+
+    def _teardown(self) -> None:
+        for handle in self._attached.values():
+            self.backend.detach(handle)
+        self._attached.clear()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+        self.status = replace(self.status, attached=0, ready=False)

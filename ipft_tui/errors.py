@@ -1,0 +1,2 @@
+class IpftError(Exception):
+    """An error the user can act on; printed without a traceback."""

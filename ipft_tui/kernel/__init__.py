@@ -1,0 +1,36 @@
+"""Facts about the running kernel: BTF, traceable targets, headers, capabilities."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from . import btf as btfmod
+from .targets import SkbLayout, Target, load_kernel_btf, skb_functions, skb_tracepoints
+
+
+class Kernel:
+    """The running kernel, read lazily from BTF."""
+
+    def __init__(self, btf_dir: str = "/sys/kernel/btf"):
+        self.btf_dir = btf_dir
+
+    @cached_property
+    def btf(self) -> list[btfmod.BTF]:
+        return load_kernel_btf(self.btf_dir)
+
+    @cached_property
+    def functions(self) -> list[Target]:
+        return skb_functions(self.btf)
+
+    @cached_property
+    def tracepoints(self) -> list[Target]:
+        return skb_tracepoints(self.btf)
+
+    @cached_property
+    def skb_layout(self) -> SkbLayout:
+        return SkbLayout.from_btf(self.btf[0])
+
+    @cached_property
+    def capabilities(self):
+        from .capabilities import detect  # noqa: PLC0415
+        return detect(self)

@@ -1,0 +1,136 @@
+"""What can be traced on the running kernel: skb-taking functions and raw tracepoints.
+
+Everything here is derived from BTF, so it matches the running kernel exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import btf as btfmod
+
+BTF_DIR = "/sys/kernel/btf"
+TRACEPOINT_PREFIX = "btf_trace_"
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """A place a probe can attach to.
+
+    `skb_pos` is the 1-based position of the `struct sk_buff *` among the
+    function's parameters; for a raw tracepoint it is the index into the raw
+    tracepoint's args (the BTF prototype's hidden first `void *` is dropped).
+    """
+
+    name: str
+    skb_pos: int
+    module: str = "vmlinux"
+    kind: str = "function"  # "function" or "tracepoint"
+
+
+def load_kernel_btf(btf_dir: str = BTF_DIR) -> list[btfmod.BTF]:
+    """vmlinux BTF followed by every module's split BTF."""
+    vmlinux_path = os.path.join(btf_dir, "vmlinux")
+    if not os.path.exists(vmlinux_path):
+        raise btfmod.BTFError(
+            f"{vmlinux_path} does not exist: this kernel was built without "
+            "CONFIG_DEBUG_INFO_BTF, which ipft-tui needs")
+    vmlinux = btfmod.load(vmlinux_path)
+    blobs = [vmlinux]
+    for entry in sorted(os.listdir(btf_dir)):
+        if entry != "vmlinux":
+            try:
+                blobs.append(btfmod.load(os.path.join(btf_dir, entry), base=vmlinux, name=entry))
+            except (OSError, btfmod.BTFError):
+                continue  # a module that went away or odd BTF: skip, it only adds targets
+    return blobs
+
+
+class _SkbTypeCache:
+    """Remembers, per type id, whether it is a `struct sk_buff *` (many repeat)."""
+
+    def __init__(self, btf: btfmod.BTF):
+        self.btf = btf
+        self.known: dict[int, bool] = {}
+
+    def is_skb(self, type_id: int) -> bool:
+        hit = self.known.get(type_id)
+        if hit is None:
+            hit = self.known[type_id] = self.btf.is_struct_pointer(type_id, "sk_buff")
+        return hit
+
+    def by_value_aggregate(self, type_id: int) -> bool:
+        return self.btf.kind(self.btf.strip(type_id)) in (btfmod.STRUCT, btfmod.UNION)
+
+
+def _skb_position(cache: _SkbTypeCache, proto_id: int) -> int:
+    """1-based position of the first skb parameter, 0 if none or not traceable."""
+    position = 0
+    for pos, (_name, type_id) in enumerate(cache.btf.params(proto_id), 1):
+        if type_id == 0:  # varargs
+            return 0
+        if cache.by_value_aggregate(type_id):
+            return 0
+        if not position and cache.is_skb(type_id):
+            position = pos
+    return position
+
+
+def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
+    """Every BTF function with a `struct sk_buff *` parameter."""
+    found: dict[str, Target] = {}
+    for blob in blobs:
+        cache = _SkbTypeCache(blob)
+        for type_id in blob.own_ids():
+            if blob.kind(type_id) != btfmod.FUNC:
+                continue
+            pos = _skb_position(cache, blob.ref(type_id))
+            if pos:
+                name = blob.name(type_id)
+                found.setdefault(name, Target(name, pos, blob.label))
+    return sorted(found.values())
+
+
+def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
+    """Every raw tracepoint whose arguments include a `struct sk_buff *`."""
+    found: dict[str, Target] = {}
+    for blob in blobs:
+        cache = _SkbTypeCache(blob)
+        for type_id in blob.own_ids():
+            if blob.kind(type_id) != btfmod.TYPEDEF:
+                continue
+            name = blob.name(type_id)
+            if not name.startswith(TRACEPOINT_PREFIX):
+                continue
+            pointer = blob.strip(type_id)
+            if blob.kind(pointer) != btfmod.PTR:
+                continue
+            proto = blob.strip(blob.ref(pointer))
+            if blob.kind(proto) != btfmod.FUNC_PROTO:
+                continue
+            # Parameter 1 is the hidden `void *__data`; raw tracepoint args start after it.
+            for pos, (_pname, ptype) in enumerate(blob.params(proto)[1:]):
+                if cache.is_skb(ptype):
+                    tp = name[len(TRACEPOINT_PREFIX):]
+                    found.setdefault(tp, Target(tp, pos, blob.label, "tracepoint"))
+                    break
+    return sorted(found.values())
+
+
+@dataclass(frozen=True)
+class SkbLayout:
+    """Where the running kernel keeps the sk_buff fields the BPF side reads."""
+
+    mark_offset: int
+
+    @classmethod
+    def from_btf(cls, vmlinux: btfmod.BTF) -> SkbLayout:
+        skb = vmlinux.find(btfmod.STRUCT, "sk_buff")
+        if not skb:
+            raise btfmod.BTFError("struct sk_buff is not in the kernel's BTF")
+        members = vmlinux.members(skb)
+        mark = members.get("mark")
+        if mark is None or mark.bit_size or mark.byte_size != 4:
+            raise btfmod.BTFError("struct sk_buff has no 32-bit 'mark' member in this kernel's BTF")
+        return cls(mark_offset=mark.offset)

@@ -1,0 +1,1 @@
+"""Headless output formats (ipftrace2-compatible). No bcc, no Textual."""

@@ -1,0 +1,70 @@
+"""Build the BPF program from bpf/ipft.bpf.c plus generated entry points, and compile it with bcc."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import IpftError
+
+# struct ipft_event in bpf/ipft.bpf.c: packet_id, timestamp, probe_id, processor_id, is_return
+EVENT_FORMAT = "QQIIB7x"
+
+
+def bpf_dir() -> Path:
+    """bpf/ next to the package in a checkout, or inside it when installed."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "bpf", package.parent / "bpf"):
+        if (candidate / "ipft.bpf.c").exists():
+            return candidate
+    raise IpftError(f"BPF sources (ipft.bpf.c) not found near {package}")
+
+
+@dataclass
+class ProgramSpec:
+    mark_offset: int
+    entry_points: str
+    perf_buffer: bool = False
+    ringbuf_pages: int = 1024
+    defines: dict[str, int] = field(default_factory=dict)
+
+    def source(self) -> str:
+        return (bpf_dir() / "ipft.bpf.c").read_text() + "\n" + self.entry_points
+
+    def cflags(self) -> list[str]:
+        flags = [f"-DIPFT_SKB_MARK_OFFSET={self.mark_offset}",
+                 f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}"]
+        if self.perf_buffer:
+            flags.append("-DIPFT_PERF_BUFFER=1")
+        flags += [f"-D{k}={v}" for k, v in self.defines.items()]
+        # Headers of another kernel version can redefine a few macros bcc also sets.
+        flags.append("-Wno-macro-redefined")
+        return flags
+
+
+def import_bcc():
+    try:
+        import bcc  # noqa: PLC0415 - optional system package, only needed to trace
+    except ImportError as exc:
+        raise IpftError(
+            "bcc's Python module is missing: install Debian's python3-bpfcc and run "
+            "ipft-tui with /usr/bin/python3 (or a venv made with --system-site-packages); "
+            f"({exc})") from None
+    return bcc
+
+
+def compile_program(spec: ProgramSpec):
+    bcc = import_bcc()
+    try:
+        return bcc.BPF(text=spec.source(), cflags=spec.cflags())
+    except Exception as exc:  # bcc raises bare Exception on compile/load errors
+        raise IpftError(f"compiling the BPF program failed: {exc}") from None
+
+
+def ringbuf_pages_valid(pages: int) -> bool:
+    return pages > 0 and pages & (pages - 1) == 0
+
+
+def kernel_release() -> str:
+    return os.uname().release
