@@ -1,0 +1,108 @@
+"""Command line: ipftrace2's options plus ipft-tui's own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .errors import IpftError
+from .settings import (BACKEND_CHOICES, TRACERS, TraceSettings, compile_regex, parse_mark,
+                       parse_mask, parse_positive)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ipft-tui",
+        description="Trace marked packets through the Linux kernel. Without -o: the live TUI.")
+    p.add_argument("-b", "--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="trace backend (default: auto, the best this kernel supports)")
+    p.add_argument("-l", "--list", action="store_true",
+                   help="list the functions/tracepoints that would be traced, then exit")
+    p.add_argument("-m", "--mark", help="mark to match (decimal or 0x hex)")
+    p.add_argument("--mask", default="0xffffffff", help="bits of the mark to compare (default 0xffffffff)")
+    p.add_argument("-o", "--output", choices=("aggregate", "json"),
+                   help="run headless and print this format on stdout")
+    p.add_argument("-r", "--regex", help="only trace functions/tracepoints whose name matches")
+    p.add_argument("-s", "--script", help="Lua extension script")
+    p.add_argument("-t", "--tracer", default="function", choices=TRACERS)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug messages, and print the options in effect")
+    p.add_argument("--perf-page-count", default="8", help="perf buffer pages per CPU (default 8)")
+    p.add_argument("--perf-sample-period", default="1", help="perf sample period (default 1)")
+    p.add_argument("--perf-wakeup-events", default="1", help="perf wakeup events (default 1)")
+    p.add_argument("--no-set-rlimit", action="store_true",
+                   help="do not raise RLIMIT_MEMLOCK / RLIMIT_NOFILE")
+    p.add_argument("--enable-probe-server", action="store_true",
+                   help="open a TCP readiness port once every probe is attached")
+    p.add_argument("--probe-server-port", default="13720", help="readiness port (default 13720)")
+    p.add_argument("--probe-server-address", default="127.0.0.1",
+                   help="address the readiness port listens on (default 127.0.0.1)")
+    p.add_argument("--event-buffer", choices=("ringbuf", "perf"), default="ringbuf",
+                   help="kernel-to-user buffer: BPF ring buffer (default) or perf buffer "
+                        "(honours the --perf-* options)")
+    p.add_argument("--ringbuf-pages", default="1024",
+                   help="ring buffer size in pages, a power of two (default 1024 = 4 MiB)")
+    p.add_argument("--check", action="store_true",
+                   help="print which backends this kernel supports, and why not, then exit")
+    p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> TraceSettings:
+    """Validate every user-given value before anything touches the kernel."""
+    if args.mark is None:
+        raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
+    compile_regex(args.regex)
+    pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
+    if pages & (pages - 1):
+        raise IpftError(f"--ringbuf-pages must be a power of two, got {pages}")
+    return TraceSettings(
+        mark=parse_mark(args.mark),
+        mask=parse_mask(args.mask),
+        regex=args.regex or None,
+        backend=args.backend,
+        tracer=args.tracer,
+        perf_buffer=args.event_buffer == "perf",
+        perf_page_count=parse_positive(args.perf_page_count, "--perf-page-count"),
+        perf_sample_period=parse_positive(args.perf_sample_period, "--perf-sample-period"),
+        perf_wakeup_events=parse_positive(args.perf_wakeup_events, "--perf-wakeup-events"),
+        ringbuf_pages=pages,
+    )
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise IpftError("ipft-tui needs root to load BPF programs (try: sudo ipft-tui ...)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.check:
+            from .headless import run_check  # noqa: PLC0415
+            return run_check()
+        if args.list:
+            from .headless import run_list  # noqa: PLC0415
+            return run_list(args)
+        if args.output:
+            settings = settings_from_args(args)
+            probe_port = parse_positive(args.probe_server_port, "--probe-server-port")
+            if probe_port > 65535:
+                raise IpftError(f"--probe-server-port {probe_port} is not a TCP port")
+            if args.script:
+                raise IpftError("-s/--script: Lua extension scripts are not available yet")
+            if args.tracer == "function_graph":
+                raise IpftError("-t function_graph is not available yet; use -t function")
+            from .headless import run_headless  # noqa: PLC0415
+            return run_headless(settings, args, probe_port)
+        raise IpftError("the interactive TUI is not available yet; run headless with "
+                        "-o aggregate or -o json (e.g. ipft-tui -m 0xdeadbeef -o json)")
+    except IpftError as exc:
+        print(f"ipft-tui: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Headless runs: -o aggregate|json, -l, --check. Progress on stderr, the trace on stdout."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import socket
+import sys
+import threading
+
+from .cli import require_root
+from .collector import Collector, Status, choose_backend
+from .errors import IpftError
+from .kernel import Kernel
+from .kernel.btf import BTFError
+from .kernel.kallsyms import addresses
+from .outputs.aggregate import AggregateOutput
+from .outputs.jsonlines import JsonOutput
+from .settings import TraceSettings, select
+from .tracing import backends
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def kernel_or_error() -> Kernel:
+    kernel = Kernel()
+    try:
+        kernel.btf  # noqa: B018 - load now, to fail early with a clear message
+    except (BTFError, OSError) as exc:
+        raise IpftError(f"cannot read kernel BTF: {exc}") from None
+    return kernel
+
+
+def run_check() -> int:
+    require_root()
+    caps = kernel_or_error().capabilities
+    for name in ("kprobe", "kprobe-multi", "ftrace", "tracepoint"):
+        support = caps.backends[name]
+        state = "supported" if support.ok else "not supported"
+        note = "" if name in backends.IMPLEMENTED else " (backend not implemented in ipft-tui yet)"
+        print(f"{name:<13} {state:<14} {support.detail}{note}")
+    if caps.backends["tracepoint"].ok:
+        print(f"{'':<13} {'':<14} raw tracepoint BPF cookies: "
+              f"{'yes' if caps.raw_tp_cookie else 'no (one entry point per tracepoint)'}")
+    try:
+        print(f"auto          -> {choose_backend('auto', caps)}")
+    except IpftError as exc:
+        print(f"auto          -> none: {exc}")
+        return 1
+    return 0
+
+
+def run_list(args) -> int:
+    kernel = kernel_or_error()
+    backend = args.backend
+    if backend == "auto":
+        require_root()
+        backend = choose_backend("auto", kernel.capabilities)
+    if backend == "tracepoint":
+        targets = kernel.tracepoints
+        symbols = addresses({f"__tracepoint_{t.name}" for t in targets})
+        address = {t.name: symbols.get(f"__tracepoint_{t.name}", 0) for t in targets}
+    else:
+        max_pos = 5 if backend in ("kprobe", "kprobe-multi") else 12
+        targets = [t for t in kernel.functions if t.skb_pos <= max_pos]
+        address = addresses({t.name for t in targets})
+    chosen = select([t.name for t in targets], args.regex)
+    err(f"{'NAME':>64.64}\t{'MOD':>16.16}\t{'ADDR':>18}\tSKB_POSITION\n")
+    for i in chosen:
+        t = targets[i]
+        print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_pos}")
+    return 0
+
+
+def raise_rlimits(verbose: bool) -> None:
+    """Raise RLIMIT_MEMLOCK (old kernels charge BPF maps to it) and RLIMIT_NOFILE
+    (one fd per attached probe). Where a container forbids the full raise, go as
+    high as allowed: since 5.11 BPF memory is charged to the cgroup instead."""
+    notes = []
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        notes.append("RLIMIT_MEMLOCK to infinity")
+    except (OSError, ValueError) as exc:
+        notes.append(f"RLIMIT_MEMLOCK unchanged ({exc})")
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            nr_open = int(f.read())
+    except (OSError, ValueError):
+        nr_open = resource.RLIM_INFINITY
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for wanted in (nr_open, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            notes.append(f"RLIMIT_NOFILE to {wanted}")
+            break
+        except (OSError, ValueError):
+            continue
+    if verbose:
+        err("Bumped " + ", ".join(notes) + "\n")
+
+
+def dump_options(s: TraceSettings, args) -> None:
+    rows = [("mark", f"0x{s.mark:x}"), ("mask", f"0x{s.mask:x}"), ("regex", s.regex),
+            ("script", args.script), ("tracer", s.tracer), ("backend", s.backend),
+            ("output_type", args.output),
+            ("event_buffer", "perf" if s.perf_buffer else "ringbuf"),
+            ("ringbuf_pages", s.ringbuf_pages), ("perf_page_cnt", s.perf_page_count),
+            ("perf_sample_period", s.perf_sample_period), ("perf_wakeup_events", s.perf_wakeup_events),
+            ("probe_server", f"{args.probe_server_address}:{args.probe_server_port}"
+             if args.enable_probe_server else None)]
+    err("============   Options   ============\n")
+    for key, value in rows:
+        err(f"{key:<19}: {value}\n")
+    err("============ End Options ============\n")
+
+
+class ProbeServer:
+    """Accepts connections and closes them at once: "every probe is attached"."""
+
+    def __init__(self, address: str, port: int):
+        try:
+            self.sock = socket.create_server((address, port), reuse_port=False)
+        except OSError as exc:
+            raise IpftError(f"cannot open the probe server on {address}:{port}: {exc}") from None
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="ipft-probe-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                conn.close()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+def attach_line(status: Status) -> str:
+    return (f"\rAttaching program (total {status.total}, succeeded {status.attached}, "
+            f"failed {status.failed}, filtered: {status.filtered})")
+
+
+def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
+    require_root()
+    kernel = kernel_or_error()
+    if args.verbose:
+        dump_options(settings, args)
+    if not args.no_set_rlimit:
+        raise_rlimits(args.verbose)
+    if args.output == "json":
+        output = JsonOutput(sys.stdout)
+    else:
+        output = AggregateOutput(sys.stdout, settings.tracer, progress=err)
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
+    collector = Collector(settings, output.write, kernel=kernel,
+                          on_progress=lambda st: err(attach_line(st)), on_notice=notices)
+    server = None
+    try:
+        collector.start()
+        # Wait in small steps so Ctrl-C during attach stops cleanly.
+        while collector.running and not collector._ready.wait(0.1) and not stop.is_set():
+            pass
+        if stop.is_set():
+            return 130
+        collector.wait_ready(0)
+        err("\n")
+        if args.verbose and collector.headers:
+            err(f"Kernel headers: {collector.headers.how}\n")
+            err(f"Backend: {collector.status.backend}\n")
+        elif settings.backend == "auto":
+            err(f"Backend: {collector.status.backend} (auto)\n")
+        if args.enable_probe_server:
+            server = ProbeServer(args.probe_server_address, probe_port)
+        err("Trace ready!\n")
+        while not stop.wait(0.2):
+            if not collector.running:
+                break
+    finally:
+        collector.stop()
+        if server:
+            server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if collector.error and collector.status.samples == 0 and not stop.is_set():
+        raise collector.error
+    if isinstance(output, AggregateOutput):
+        err("\n")
+    output.finish()
+    lost = collector.status.lost
+    if lost:
+        err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")
+    if collector.error:
+        err(f"ipft-tui: error: {collector.error}\n")
+        return 1
+    return 0
