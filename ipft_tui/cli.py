@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(honours the --perf-* options)")
     p.add_argument("--ringbuf-pages", default="1024",
                    help="ring buffer size in pages, a power of two (default 1024 = 4 MiB)")
+    p.add_argument("--demo", action="store_true",
+                   help="make marked demo traffic in a private namespace pair while tracing "
+                        "(mark defaults to 0xdeadbeef); removed on exit")
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
@@ -52,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> TraceSettings:
     """Validate every user-given value before anything touches the kernel."""
+    if args.mark is None and args.demo:
+        from .demo import DEMO_MARK  # noqa: PLC0415
+        args.mark = hex(DEMO_MARK)
     if args.mark is None:
         raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
     compile_regex(args.regex)

@@ -155,7 +155,7 @@ class Collector:
         self._on_progress(self.status)
 
     def _open_buffer(self) -> None:
-        events = self._bpf["events"]
+        events = self._bpf[b"events"]
         if self.settings.perf_buffer:
             events.open_perf_buffer(self._on_perf_event, page_cnt=self.settings.perf_page_count,
                                     lost_cb=self._on_perf_lost,
@@ -166,7 +166,7 @@ class Collector:
                                          EVENT_FORMAT)
 
     def _write_filter(self, mark: int, mask: int) -> None:
-        table = self._bpf["config"]
+        table = self._bpf[b"config"]
         table[ctypes.c_int(0)] = table.Leaf(mark, mask)
 
     def _attach_set(self, wanted: set[int]) -> None:
@@ -231,7 +231,7 @@ class Collector:
         self._perf_lost += count
 
     def _read_lost(self) -> int:
-        kernel_side = self._bpf["lost"].sum(ctypes.c_int(0)).value
+        kernel_side = self._bpf[b"lost"].sum(ctypes.c_int(0)).value
         return kernel_side + self._perf_lost
 
     def _execute(self, command: str, arg) -> None:

@@ -61,8 +61,9 @@ def run_list(args) -> int:
         backend = choose_backend("auto", kernel.capabilities)
     if backend == "tracepoint":
         targets = kernel.tracepoints
-        symbols = addresses({f"__tracepoint_{t.name}" for t in targets})
-        address = {t.name: symbols.get(f"__tracepoint_{t.name}", 0) for t in targets}
+        # The tracepoint's iterator function: kallsyms lists it without KALLSYMS_ALL.
+        symbols = addresses({f"__traceiter_{t.name}" for t in targets})
+        address = {t.name: symbols.get(f"__traceiter_{t.name}", 0) for t in targets}
     else:
         max_pos = 5 if backend in ("kprobe", "kprobe-multi") else 12
         targets = [t for t in kernel.functions if t.skb_pos <= max_pos]
@@ -170,6 +171,7 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
     collector = Collector(settings, output.write, kernel=kernel,
                           on_progress=lambda st: err(attach_line(st)), on_notice=notices)
     server = None
+    demo = None
     try:
         collector.start()
         # Wait in small steps so Ctrl-C during attach stops cleanly.
@@ -187,10 +189,17 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
         if args.enable_probe_server:
             server = ProbeServer(args.probe_server_address, probe_port)
         err("Trace ready!\n")
+        if args.demo:
+            from .demo import DemoTraffic  # noqa: PLC0415
+            demo = DemoTraffic(settings.mark).__enter__()
+            err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
+                f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
         while not stop.wait(0.2):
             if not collector.running:
                 break
     finally:
+        if demo:
+            demo.__exit__(None, None, None)
         collector.stop()
         if server:
             server.close()

@@ -98,10 +98,9 @@ class VethPair:
     def send_udp(self, port: int, count: int = 1, mark: int | None = None, size: int = 16) -> None:
         """UDP datagrams from A to B:port, with SO_MARK when mark is given."""
         code = textwrap.dedent(f"""
-            import socket, time
+            import socket, struct, time
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            if {mark!r} is not None:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {mark!r})
+            {_set_mark(mark)}
             for _ in range({count}):
                 s.sendto(b"x" * {size}, ("{self.b_addr}", {port}))
                 time.sleep(0.01)
@@ -111,10 +110,9 @@ class VethPair:
     def tcp_connect(self, port: int, mark: int | None = None) -> None:
         """A TCP connection attempt from A to B:port (refused or accepted, both fine)."""
         code = textwrap.dedent(f"""
-            import socket
+            import socket, struct
             s = socket.socket()
-            if {mark!r} is not None:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {mark!r})
+            {_set_mark(mark)}
             s.settimeout(1)
             try:
                 s.connect(("{self.b_addr}", {port}))
@@ -123,6 +121,13 @@ class VethPair:
             s.close()
         """)
         self.exec(self.ns_a, sys.executable, "-c", code)
+
+
+def _set_mark(mark: int | None) -> str:
+    """Python source that sets SO_MARK on socket `s` (packed: marks above 2**31 too)."""
+    if mark is None:
+        return "pass"
+    return f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, struct.pack('I', {mark}))"
 
 
 def unique_prefix(tag: str) -> str:

@@ -51,16 +51,21 @@ def ipft_bpf_objects() -> list[str]:
     return found
 
 
+def ipft_bpf_objects_settled(timeout: float = 5) -> list[str]:
+    """ipft_bpf_objects() once the kernel has freed what closed fds released."""
+    deadline = time.monotonic() + timeout
+    while (found := ipft_bpf_objects()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # programs are freed asynchronously after their last fd closes
+    return found
+
+
 @pytest.fixture
 def nothing_left_behind(bpf_ready):
     """Asserts that a test leaves no ipft BPF programs, links or namespaces."""
     from ipft_tui.netlab import leftover_namespaces
     before_ns = set(leftover_namespaces())
     yield
-    deadline = time.monotonic() + 5
-    while ipft_bpf_objects() and time.monotonic() < deadline:
-        time.sleep(0.1)  # a process that just exited frees its fds asynchronously
-    assert ipft_bpf_objects() == []
+    assert ipft_bpf_objects_settled() == []
     assert set(leftover_namespaces()) - before_ns == set()
 
 

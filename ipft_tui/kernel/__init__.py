@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 from . import btf as btfmod
@@ -11,8 +12,9 @@ from .targets import SkbLayout, Target, load_kernel_btf, skb_functions, skb_trac
 class Kernel:
     """The running kernel, read lazily from BTF."""
 
-    def __init__(self, btf_dir: str = "/sys/kernel/btf"):
-        self.btf_dir = btf_dir
+    def __init__(self, btf_dir: str | None = None):
+        # IPFT_BTF_DIR: read BTF from elsewhere (another kernel's, or a test's).
+        self.btf_dir = btf_dir or os.environ.get("IPFT_BTF_DIR", "/sys/kernel/btf")
 
     @cached_property
     def btf(self) -> list[btfmod.BTF]:

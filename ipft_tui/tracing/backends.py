@@ -53,7 +53,7 @@ class TracepointBackend:
         """Attach one target; returns the link fd (closing it detaches)."""
         from bcc import BPF  # noqa: PLC0415 - bcc only exists where tracing runs
 
-        fn = bpf.load_func(self._entry_name(probe_id), BPF.RAW_TRACEPOINT)
+        fn = bpf.load_func(self._entry_name(probe_id).encode(), BPF.RAW_TRACEPOINT)
         cookie = probe_id if self.use_cookie else 0
         return bpfsys.raw_tracepoint_open(fn.fd, self.candidates[probe_id].name, cookie)
 

@@ -1,0 +1,108 @@
+"""The collector in this process: live changes, and nothing attached once it stops."""
+
+import threading
+import time
+
+import pytest
+
+from ipft_tui.collector import Collector
+from ipft_tui.errors import IpftError
+from ipft_tui.settings import TraceSettings
+from tests.conftest import ipft_bpf_objects, ipft_bpf_objects_settled
+
+pytestmark = pytest.mark.root
+
+
+class Gathered:
+    def __init__(self):
+        self.samples = []
+        self.lock = threading.Lock()
+
+    def __call__(self, batch):
+        with self.lock:
+            self.samples.extend(batch)
+
+    def since(self, start_ns):
+        with self.lock:
+            return [s for s in self.samples if s.timestamp >= start_ns]
+
+
+def now_ns():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_live_filter_and_regex_changes_then_full_detach(veth, nothing_left_behind):
+    got = Gathered()
+    notices = []
+    collector = Collector(TraceSettings(mark=0x111), got, on_notice=notices.append)
+    collector.start()
+    try:
+        collector.wait_ready(60)
+        total = collector.status.total
+        assert collector.status.attached == total > 0
+        assert len([o for o in ipft_bpf_objects() if o.startswith("link")]) == total
+
+        t0 = now_ns()
+        veth.ping(count=2, mark=0x111, local=True)
+        assert wait_for(lambda: got.since(t0))
+
+        # New mark: a map update; the old mark stops matching at once.
+        collector.set_filter(0x222, 0xFFFFFFFF)
+        assert wait_for(lambda: collector.status.mark == 0x222)
+        t1 = now_ns()
+        veth.ping(count=2, mark=0x111, local=True)
+        t2 = now_ns()
+        veth.ping(count=2, mark=0x222, local=True)
+        assert wait_for(lambda: got.since(t2))
+        assert [s for s in got.since(t1) if s.timestamp < t2] == []
+
+        # New regex: detach all but two, without recompiling.
+        collector.set_regex("^net_dev_(queue|start_xmit)$")
+        assert wait_for(lambda: collector.status.attached == 2)
+        assert collector.status.filtered == total - 2
+        assert len([o for o in ipft_bpf_objects() if o.startswith("link")]) == 2
+        t3 = now_ns()
+        veth.ping(count=2, mark=0x222, local=True)
+        assert wait_for(lambda: got.since(t3))
+        time.sleep(0.1)
+        assert {s.function for s in got.since(t3)} == {"net_dev_queue", "net_dev_start_xmit"}
+
+        # A regex that matches nothing changes nothing and says why.
+        collector.set_regex("^nothing_matches$")
+        assert wait_for(lambda: any("matches none" in n for n in notices))
+        assert collector.status.attached == 2
+    finally:
+        collector.stop()
+    assert not collector.running
+    assert collector.status.attached == 0
+    assert ipft_bpf_objects_settled() == []
+
+
+def test_an_exception_in_the_consumer_detaches_everything(veth, nothing_left_behind):
+    def broken_sink(batch):
+        raise RuntimeError("consumer bug")
+
+    collector = Collector(TraceSettings(mark=0x333), broken_sink)
+    collector.start()
+    collector.wait_ready(60)
+    veth.ping(count=1, mark=0x333, local=True)
+    assert wait_for(lambda: not collector.running)
+    assert isinstance(collector.error, IpftError) and "consumer bug" in str(collector.error)
+    assert ipft_bpf_objects_settled() == []
+
+
+def test_setup_error_is_raised_to_the_consumer(bpf_ready):
+    collector = Collector(TraceSettings(mark=1, regex="^nope_nothing$"), lambda b: None)
+    collector.start()
+    with pytest.raises(IpftError, match="matches none"):
+        collector.wait_ready(60)
+    assert ipft_bpf_objects_settled() == []

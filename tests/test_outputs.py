@@ -1,0 +1,115 @@
+"""Output formats, byte for byte (golden lines written from ipftrace2's printf formats)."""
+
+import io
+
+from ipft_tui.model import Sample, group_by_packet
+from ipft_tui.outputs import aggregate, jsonlines
+
+P1, P2 = 0xFFFF8DEE8AEA9700, 0xFFFF8DEE8AEA9800
+
+
+def test_json_line_matches_ipftrace2():
+    s = Sample(P1, 25340022557487, 0, "validate_xmit_xfrm", False)
+    assert jsonlines.format_sample(s) == (
+        '{"packet_id":"0xffff8dee8aea9700","timestamp":25340022557487,"processor_id":0,'
+        '"function":"validate_xmit_xfrm","is_return":false}')
+
+
+def test_json_script_fields_are_appended_as_strings():
+    s = Sample(P1, 169530008921, 0, "__ip_finish_output", True, {"len": 40, "dev": 'e"th'})
+    assert jsonlines.format_sample(s) == (
+        '{"packet_id":"0xffff8dee8aea9700","timestamp":169530008921,"processor_id":0,'
+        '"function":"__ip_finish_output","is_return":true,"len":"40","dev":"e\\"th"}')
+
+
+def test_json_round_trip_and_ipftrace2_lines():
+    s = Sample(P1, 5, 3, "kfree_skb", False, {"len": "40"})
+    assert jsonlines.parse_line(jsonlines.format_sample(s)) == s
+    theirs = ('{"packet_id":"0xffff935007672900","timestamp":169530010558,"processor_id":0,'
+              '"function":"ip_finish_output2","is_return":false,"len":"40"}')
+    assert jsonlines.parse_line(theirs) == Sample(0xFFFF935007672900, 169530010558, 0,
+                                                  "ip_finish_output2", False, {"len": "40"})
+
+
+def test_json_output_streams_batches():
+    out = io.StringIO()
+    o = jsonlines.JsonOutput(out)
+    o.write([Sample(P1, 1, 0, "a"), Sample(P2, 2, 1, "b")])
+    o.write([])
+    assert out.getvalue().count("\n") == 2
+
+
+SAMPLES = [
+    Sample(P2, 300, 1, "ip_rcv"),
+    Sample(P1, 200, 0, "net_dev_xmit"),
+    Sample(P1, 100, 0, "net_dev_queue"),
+    Sample(P2, 400, 1, "a_function_name_longer_than_thirty_two_characters"),
+]
+
+
+def test_aggregate_function_tracer_golden():
+    assert aggregate.render(SAMPLES) == (
+        "\n"
+        "Timestamp            CPU                         Function\n"
+        "===\n"
+        "100                  000                    net_dev_queue\n"
+        "200                  000                     net_dev_xmit\n"
+        "===\n"
+        "300                  001                           ip_rcv\n"
+        "400                  001 a_function_name_longer_than_thir\n")
+
+
+def test_aggregate_with_script_fields():
+    samples = [Sample(P1, 96976848684329, 0, "nf_checksum", False, {"len": 2822, "gso_segs": 2})]
+    text = aggregate.render(samples, with_fields=True)
+    assert text.splitlines()[-1] == (
+        "96976848684329       000                      nf_checksum ( len: 2822 gso_segs: 2 )")
+
+
+def test_aggregate_function_graph_golden():
+    samples = [
+        Sample(P1, 1, 0, "ip_protocol_deliver_rcu"),
+        Sample(P1, 2, 0, "raw_local_deliver"),
+        Sample(P1, 3, 0, "raw_local_deliver", True),
+        Sample(P1, 4, 0, "tcp_v4_rcv"),
+        Sample(P1, 5, 0, "tcp_v4_rcv", True),
+        Sample(P1, 6, 0, "ip_protocol_deliver_rcu", True),
+        Sample(P1, 7, 0, "stray_return", True),  # unbalanced: depth stays at 0
+    ]
+    lines = aggregate.render(samples, tracer="function_graph").splitlines()
+    body = [line.rstrip() for line in lines[3:]]
+    assert body == [
+        "1                    000 ip_protocol_deliver_rcu() {",
+        "2                    000   raw_local_deliver() {",
+        "3                    000   }",
+        "4                    000   tcp_v4_rcv() {",
+        "5                    000   }",
+        "6                    000 }",
+        "7                    000 }",
+    ]
+    assert all(len(line) == 20 + 1 + 3 + 1 + 64 for line in lines[3:])
+
+
+def test_aggregate_graph_label_truncated_like_ipftrace2():
+    deep = [Sample(P1, i, 0, "f" * 30) for i in range(20)]
+    last = aggregate.render(deep, tracer="function_graph").splitlines()[-1]
+    label = last[25:]
+    # depth 19: 38 spaces + 30 + "() {" = 72 chars, cut to the 63 a 64-byte buffer holds
+    assert label == " " * 38 + "f" * 25 + " "
+
+
+def test_aggregate_output_counts_progress():
+    messages = []
+    out = io.StringIO()
+    o = aggregate.AggregateOutput(out, progress=messages.append)
+    o.write(SAMPLES[:2])
+    o.write(SAMPLES[2:])
+    assert messages == ["\rGot 2 traces", "\rGot 4 traces"]
+    o.finish()
+    assert out.getvalue() == aggregate.render(SAMPLES)
+
+
+def test_group_by_packet_orders_by_first_sample():
+    grouped = group_by_packet(SAMPLES)
+    assert list(grouped) == [P1, P2]
+    assert [s.timestamp for s in grouped[P1]] == [100, 200]
