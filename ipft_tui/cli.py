@@ -47,25 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="make marked demo traffic in a private namespace pair while tracing "
                         "(mark defaults to 0xdeadbeef); removed on exit")
+    p.add_argument("--replay", metavar="FILE",
+                   help="open a JSON-lines trace (ours or ipftrace2's -o json) in the TUI; "
+                        "no root or BPF needed")
+    p.add_argument("--record", metavar="FILE",
+                   help="TUI: also write every sample to FILE as JSON lines")
+    p.add_argument("--max-packets", default="10000",
+                   help="TUI: packets kept; the oldest are evicted and counted (default 10000)")
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> TraceSettings:
-    """Validate every user-given value before anything touches the kernel."""
+def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> TraceSettings:
+    """Validate every user-given value before anything touches the kernel.
+
+    Without -m (and mark_required False), mark is 0: the TUI then asks for it."""
     if args.mark is None and args.demo:
         from .demo import DEMO_MARK  # noqa: PLC0415
         args.mark = hex(DEMO_MARK)
-    if args.mark is None:
+    if args.mark is None and mark_required:
         raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
     compile_regex(args.regex)
     pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
     if pages & (pages - 1):
         raise IpftError(f"--ringbuf-pages must be a power of two, got {pages}")
     return TraceSettings(
-        mark=parse_mark(args.mark),
+        mark=parse_mark(args.mark) if args.mark is not None else 0,
         mask=parse_mask(args.mask),
         regex=args.regex or None,
         backend=args.backend,
@@ -103,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise IpftError("-t function_graph is not available yet; use -t function")
             from .headless import run_headless  # noqa: PLC0415
             return run_headless(settings, args, probe_port)
-        raise IpftError("the interactive TUI is not available yet; run headless with "
-                        "-o aggregate or -o json (e.g. ipft-tui -m 0xdeadbeef -o json)")
+        from .tui.run import run_tui  # noqa: PLC0415
+        return run_tui(args)
     except IpftError as exc:
         print(f"ipft-tui: error: {exc}", file=sys.stderr)
         return 1

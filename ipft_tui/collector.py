@@ -43,6 +43,9 @@ class Status:
     samples: int = 0
     lost: int = 0  # matched in BPF but no room in the buffer
     ready: bool = False
+    attaching: bool = False  # an attach/detach round is under way
+    attach_done: int = 0
+    attach_todo: int = 0
 
 
 Progress = Callable[[Status], None]
@@ -176,18 +179,19 @@ class Collector:
         failed = 0
         todo = sorted(wanted - self._attached.keys())
         filtered = len(self.backend.candidates) - len(wanted)
+        self.status = replace(self.status, attaching=True, attach_done=0, attach_todo=len(todo))
         for n, probe_id in enumerate(todo, 1):
             try:
                 self._attached[probe_id] = self.backend.attach(self._bpf, probe_id)
             except OSError as exc:
                 failed += 1
                 self._on_notice(f"attach {self.backend.candidates[probe_id].name} failed: {exc}")
-            if n % 64 == 0 or n == len(todo):
+            if n % 16 == 0 or n == len(todo):
                 self.status = replace(self.status, attached=len(self._attached), failed=failed,
-                                      filtered=filtered)
+                                      filtered=filtered, attach_done=n)
                 self._on_progress(self.status)
         self.status = replace(self.status, attached=len(self._attached), failed=failed,
-                              filtered=filtered)
+                              filtered=filtered, attaching=False)
 
     def _loop(self) -> None:
         names = self.candidate_names()

@@ -166,7 +166,7 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
     collector = Collector(settings, output.write, kernel=kernel,
                           on_progress=lambda st: err(attach_line(st)), on_notice=notices)

@@ -31,3 +31,113 @@ def group_by_packet(samples: Iterable[Sample]) -> dict[int, list[Sample]]:
     for journey in packets.values():
         journey.sort(key=lambda s: s.timestamp)
     return dict(sorted(packets.items(), key=lambda kv: kv[1][0].timestamp))
+
+
+# Where an skb's life ends: the next sample at the same address is another packet.
+FREE_FUNCTIONS = frozenset({
+    "kfree_skb", "consume_skb", "kfree_skb_reason", "sk_skb_reason_drop", "__kfree_skb",
+    "kfree_skbmem", "napi_consume_skb", "__consume_stateless_skb", "kfree_skb_list_reason",
+})
+
+
+class Packet:
+    """One journey: the samples of one skb between its allocation and its free."""
+
+    __slots__ = ("key", "packet_id", "samples", "cpus", "functions", "freed")
+
+    def __init__(self, key: int, packet_id: int):
+        self.key = key  # unique within a PacketStore; packet ids are recycled
+        self.packet_id = packet_id
+        self.samples: list[Sample] = []
+        self.cpus: set[int] = set()
+        self.functions: set[str] = set()
+        self.freed = False
+
+    def add(self, sample: Sample) -> None:
+        samples = self.samples
+        if samples and sample.timestamp < samples[-1].timestamp:
+            samples.append(sample)
+            samples.sort(key=lambda s: s.timestamp)  # rare: samples from another CPU came late
+        else:
+            samples.append(sample)
+        self.cpus.add(sample.processor_id)
+        self.functions.add(sample.function)
+        if sample.function in FREE_FUNCTIONS and not sample.is_return:
+            self.freed = True
+
+    @property
+    def first(self) -> Sample:
+        return self.samples[0]
+
+    @property
+    def last(self) -> Sample:
+        return self.samples[-1]
+
+    @property
+    def duration(self) -> int:
+        return self.samples[-1].timestamp - self.samples[0].timestamp
+
+
+class PacketStore:
+    """Packets built live from batches of samples, oldest evicted past a cap.
+
+    With split_on_free, a sample at an address whose packet was freed starts a
+    new packet (skbs are recycled); without, grouping is by packet id alone, as
+    in ipftrace2.
+    """
+
+    def __init__(self, max_packets: int = 10_000, split_on_free: bool = True):
+        self.max_packets = max_packets
+        self.split_on_free = split_on_free
+        self.packets: dict[int, Packet] = {}  # key -> packet, oldest first
+        self._current: dict[int, Packet] = {}  # packet id -> its newest packet
+        self._next_key = 0
+        self.evicted = 0
+        self.samples = 0
+        self.origin: int | None = None  # first timestamp seen: times are shown relative to it
+
+    def add(self, samples: list[Sample]) -> tuple[list[Packet], set[int]]:
+        """Adds a batch; returns (new packets, keys of packets that changed)."""
+        created: list[Packet] = []
+        changed: set[int] = set()
+        if not samples:
+            return created, changed
+        if len(samples) > 1:
+            samples = sorted(samples, key=lambda s: s.timestamp)
+        if self.origin is None:
+            self.origin = samples[0].timestamp
+        current = self._current
+        for sample in samples:
+            packet = current.get(sample.packet_id)
+            if packet is None or (self.split_on_free and packet.freed
+                                  and sample.function not in FREE_FUNCTIONS):
+                packet = Packet(self._next_key, sample.packet_id)
+                self._next_key += 1
+                self.packets[packet.key] = packet
+                current[sample.packet_id] = packet
+                created.append(packet)
+            packet.add(sample)
+            changed.add(packet.key)
+        self.samples += len(samples)
+        self._evict()
+        return [p for p in created if p.key in self.packets], changed & self.packets.keys()
+
+    def _evict(self) -> None:
+        excess = len(self.packets) - self.max_packets
+        if excess <= 0:
+            return
+        for key in list(self.packets)[:excess]:
+            packet = self.packets.pop(key)
+            self.samples -= len(packet.samples)
+            if self._current.get(packet.packet_id) is packet:
+                del self._current[packet.packet_id]
+        self.evicted += excess
+
+    def with_function(self, function: str) -> list[Packet]:
+        return [p for p in self.packets.values() if function in p.functions]
+
+    def clear(self) -> None:
+        self.packets.clear()
+        self._current.clear()
+        self.samples = 0
+        self.origin = None

@@ -57,7 +57,7 @@ def import_bcc():
 def compile_program(spec: ProgramSpec):
     bcc = import_bcc()
     try:
-        return bcc.BPF(text=spec.source(), cflags=spec.cflags())
+        return bcc.BPF(text=spec.source().encode(), cflags=spec.cflags())
     except Exception as exc:  # bcc raises bare Exception on compile/load errors
         raise IpftError(f"compiling the BPF program failed: {exc}") from None
 

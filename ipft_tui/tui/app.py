@@ -1,0 +1,359 @@
+"""The live TUI: a packet list, the selected packet's journey, and every control
+to change the trace without restarting."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import replace
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Tree
+
+from ..batching import SampleBuffer
+from ..model import PacketStore, packet_id_text
+from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
+from .widgets import DetailPane, JourneyTree, PacketTable, StatusBar, status_text
+
+DRAIN_INTERVAL = 0.1  # s: how often samples move from the collector's buffer to the screen
+
+
+class IpftApp(App):
+    TITLE = "ipft-tui"
+    CSS = """
+    #main { height: 1fr; }
+    PacketTable { width: 3fr; }
+    #right { width: 2fr; }
+    JourneyTree { height: 2fr; border: round $panel; }
+    DetailPane { height: 1fr; border: round $panel; padding: 0 1; overflow-y: auto; }
+    #attach { height: 1; display: none; }
+    #attach.active { display: block; }
+    StatusBar { height: 1; background: $panel; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("m", "edit_filter", "Mark"),
+        Binding("r", "edit_regex", "Regex"),
+        Binding("t", "toggle_tracer", "Tracer"),
+        Binding("b", "choose_backend", "Backend"),
+        Binding("f", "find_function", "Find fn"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "search_next", "Next", show=False),
+        Binding("F", "toggle_follow", "Follow"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("x", "clear", "Clear"),
+        Binding("e", "expand_all", "Expand", show=False),
+        Binding("c", "collapse_all", "Collapse", show=False),
+        Binding("g", "first", "First", show=False),
+        Binding("G", "last", "Last", show=False),
+        *[Binding(str(d), f"expand_depth({d})", show=False) for d in range(1, 10)],
+    ]
+
+    def __init__(self, source, buffer: SampleBuffer, max_packets: int = 10_000,
+                 follow: bool = True, ask_mark: bool = False):
+        super().__init__()
+        self.source = source
+        self.buffer = buffer
+        self.store = PacketStore(max_packets=max_packets)
+        self.follow = follow
+        self.paused = False
+        self.pending: list = []
+        self.function_filter = ""
+        self.search_text = ""
+        self.ask_mark = ask_mark
+        self._rate = 0.0
+        self._last_tick = (time.monotonic(), 0)
+        self._shown_key: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield PacketTable(id="packets")
+            with Vertical(id="right"):
+                yield JourneyTree(id="journey")
+                yield DetailPane(id="detail")
+        yield ProgressBar(id="attach", show_eta=False)
+        yield StatusBar(id="status")
+        yield Footer()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.sub_title = self._subtitle()
+        try:  # SIGTERM and SIGHUP (terminal closed) quit like 'q': everything is detached
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                asyncio.get_running_loop().add_signal_handler(sig, self.exit)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        if self.ask_mark:
+            self.push_screen(FilterDialog(0, self.source.settings.mask), self._first_mark)
+        else:
+            self.source.start()
+        self.set_interval(DRAIN_INTERVAL, self.tick)
+        self.query_one(PacketTable).focus()
+        self.tick()
+
+    def _first_mark(self, result) -> None:
+        if result is None:
+            self.exit(message="no mark given")
+            return
+        mark, mask = result
+        self.source.settings = replace(self.source.settings, mark=mark, mask=mask)
+        self.source.start()
+
+    def _subtitle(self) -> str:
+        if not self.source.live:
+            return f"replay {self.source.path}"
+        return "live"
+
+    def on_unmount(self) -> None:
+        self.source.stop()
+
+    # -- the timer: all cross-thread data arrives here, in batches ------------------
+
+    def tick(self) -> None:
+        samples = self.buffer.drain()
+        if self.paused:
+            self.pending.extend(samples)
+        elif samples:
+            self.apply(samples)
+        for notice in self.source.take_notices():
+            self.notify(notice, severity="warning", timeout=6)
+        if self.source.error is not None and not getattr(self, "_error_shown", False):
+            self._error_shown = True
+            self.notify(str(self.source.error), severity="error", timeout=30)
+        self._update_status()
+
+    def apply(self, samples: list) -> None:
+        created, changed = self.store.add(samples)
+        table = self.query_one(PacketTable)
+        origin = self.store.origin or 0
+        evicted_rows = [k for k in table.rows if int(k.value) not in self.store.packets]
+        for row_key in evicted_rows:
+            table.remove_row(row_key)
+        new_keys = {p.key for p in created}
+        for key in changed - new_keys:
+            if str(key) in table.rows:
+                table.refresh_packet(self.store.packets[key], origin)
+        table.show([p for p in created if self._visible(p)], origin)
+        if self.follow and table.row_count:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+        selected = table.selected_key()
+        if selected is not None and (selected in changed or selected != self._shown_key):
+            self.show_packet(selected)
+
+    def _visible(self, packet) -> bool:
+        return not self.function_filter or self.function_filter in packet.functions
+
+    def _update_status(self) -> None:
+        status = self.source.status
+        now = time.monotonic()
+        last_time, last_samples = self._last_tick
+        if now - last_time >= 0.5:
+            instant = (status.samples - last_samples) / (now - last_time)
+            self._rate = instant if self._rate == 0 else 0.5 * self._rate + 0.5 * instant
+            self._last_tick = (now, status.samples)
+        bar = self.query_one("#attach", ProgressBar)
+        bar.set_class(status.attaching, "active")
+        if status.attaching:
+            bar.update(total=max(status.attach_todo, 1), progress=status.attach_done)
+        self.query_one(StatusBar).update(status_text(
+            status, rate=self._rate, packets=len(self.store.packets), evicted=self.store.evicted,
+            drops=self.buffer.dropped, follow=self.follow, paused=self.paused,
+            pending=len(self.pending), live=self.source.live))
+
+    # -- selection -------------------------------------------------------------------
+
+    def show_packet(self, key: int | None) -> None:
+        packet = self.store.packets.get(key) if key is not None else None
+        self._shown_key = key
+        tree = self.query_one(JourneyTree)
+        cursor = tree.cursor_line
+        tree.show_packet(packet, self.source.settings.tracer)
+        if packet is not None and cursor > 0:
+            tree.move_cursor_to_line(min(cursor, tree.last_line))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value is not None:
+            key = int(event.row_key.value)
+            if key != self._shown_key:
+                self.show_packet(key)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.query_one(JourneyTree).focus()
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        self.query_one(DetailPane).show(event.node.data, self.store.origin or 0)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        if self.follow:
+            self.action_last()
+        self._update_status()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and self.pending:
+            pending, self.pending = self.pending, []
+            self.apply(pending)
+        self._update_status()
+
+    def action_clear(self) -> None:
+        self.store.clear()
+        self.pending.clear()
+        self.query_one(PacketTable).clear()
+        self.show_packet(None)
+        self._update_status()
+
+    def action_first(self) -> None:
+        self.follow = False
+        table = self.query_one(PacketTable)
+        table.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        table = self.query_one(PacketTable)
+        table.move_cursor(row=max(table.row_count - 1, 0))
+
+    def action_expand_all(self) -> None:
+        self.query_one(JourneyTree).expand_everything()
+
+    def action_collapse_all(self) -> None:
+        tree = self.query_one(JourneyTree)
+        for child in tree.root.children:
+            child.collapse_all()
+
+    def action_expand_depth(self, depth: int) -> None:
+        self.query_one(JourneyTree).expand_to_depth(depth)
+
+    def _rebuild_table(self) -> None:
+        table = self.query_one(PacketTable)
+        table.clear()
+        table.show([p for p in self.store.packets.values() if self._visible(p)],
+                   self.store.origin or 0)
+        self.show_packet(table.selected_key())
+
+    def action_find_function(self) -> None:
+        names = sorted({f for p in self.store.packets.values() for f in p.functions})
+
+        def done(result) -> None:
+            if result is None:
+                return
+            self.function_filter = result
+            self.follow = False if result else self.follow
+            self._rebuild_table()
+            count = self.query_one(PacketTable).row_count
+            self.notify(f"{count} packets passed through {result}" if result else "showing all packets")
+
+        self.push_screen(TextDialog("Only packets that passed through function",
+                                    self.function_filter, "kfree_skb", choices=names), done)
+
+    def action_search(self) -> None:
+        def done(result) -> None:
+            if result:
+                self.search_text = result
+                self.action_search_next()
+
+        self.push_screen(TextDialog("Search packets (packet id or function)", self.search_text), done)
+
+    def action_search_next(self) -> None:
+        if not self.search_text:
+            return
+        table = self.query_one(PacketTable)
+        keys = [int(k.value) for k in table.rows]
+        start = table.cursor_row + 1
+        needle = self.search_text.lower()
+        for offset in range(len(keys)):
+            i = (start + offset) % len(keys)
+            packet = self.store.packets[keys[i]]
+            if needle in packet_id_text(packet.packet_id) or any(
+                    needle in f.lower() for f in packet.functions):
+                self.follow = False
+                table.move_cursor(row=i)
+                self._highlight_in_tree(needle)
+                return
+        self.notify(f"no packet matches {self.search_text!r}", severity="warning")
+
+    def _highlight_in_tree(self, needle: str) -> None:
+        tree = self.query_one(JourneyTree)
+        for line in range(tree.last_line + 1):
+            node = tree.get_node_at_line(line)
+            if node is not None and node.data is not None and needle in node.data.function.lower():
+                tree.move_cursor_to_line(line)
+                return
+
+    # -- changing the trace live ------------------------------------------------------
+
+    def _needs_live(self) -> bool:
+        if not self.source.live:
+            self.notify("this is a replay: nothing to change", severity="warning")
+            return False
+        return True
+
+    def action_edit_filter(self) -> None:
+        if not self._needs_live():
+            return
+        s = self.source.settings
+
+        def done(result) -> None:
+            if result is not None:
+                self.source.set_filter(*result)
+                self.notify(f"mark 0x{result[0]:x} mask 0x{result[1]:x}")
+
+        self.push_screen(FilterDialog(s.mark, s.mask), done)
+
+    def action_edit_regex(self) -> None:
+        if not self._needs_live() or not self.source.ready:
+            return
+
+        def done(result) -> None:
+            if result is not None:
+                self.source.set_regex(result or None)
+
+        self.push_screen(RegexDialog(self.source.settings.regex, self.source.candidate_names()), done)
+
+    def action_toggle_tracer(self) -> None:
+        if not self._needs_live():
+            return
+        tracer = "function" if self.source.settings.tracer == "function_graph" else "function_graph"
+        self._restart(replace(self.source.settings, tracer=tracer), f"tracer {tracer}")
+
+    def action_choose_backend(self) -> None:
+        if not self._needs_live() or self.source.kernel is None:
+            return
+
+        def done(result) -> None:
+            if result and result != self.source.status.backend:
+                self._restart(replace(self.source.settings, backend=result), f"backend {result}")
+
+        options = self.source.supported_backends()
+        self.push_screen(ChoiceDialog("Backend", options, self.source.status.backend), done)
+
+    def _restart(self, settings, what: str) -> None:
+        self.notify(f"switching to {what}…")
+        self.run_worker(lambda: self.source.restart(settings), thread=True,
+                        exclusive=True, group="restart")
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in (
+            ("Mark / mask", "Change the mark filter (applied at once)", self.action_edit_filter),
+            ("Function regex", "Attach/detach probes by name", self.action_edit_regex),
+            ("Toggle tracer", "function <-> function_graph", self.action_toggle_tracer),
+            ("Backend", "Switch the tracing backend", self.action_choose_backend),
+            ("Find packets by function", "Only packets that passed a function", self.action_find_function),
+            ("Search packets", "By packet id or function", self.action_search),
+            ("Follow newest", "Toggle follow mode", self.action_toggle_follow),
+            ("Pause display", "Tracing goes on", self.action_toggle_pause),
+            ("Clear packets", "Forget every packet shown", self.action_clear),
+        ):
+            yield SystemCommand(title, help_text, action)
+

@@ -1,0 +1,161 @@
+"""Where the TUI's samples come from: a live collector, or a recorded trace.
+
+The TUI polls `status` and drains the shared SampleBuffer on a timer; nothing
+here sends messages to the UI, so the collector thread never floods it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from ..batching import SampleBuffer
+from ..collector import Collector, Status
+from ..errors import IpftError
+from ..model import Sample
+from ..outputs.jsonlines import JsonOutput, parse_line
+from ..settings import TraceSettings
+
+
+class LiveSource:
+    """A Collector, restartable with new settings (tracer, backend) without leaving the TUI."""
+
+    live = True
+
+    def __init__(self, settings: TraceSettings, buffer: SampleBuffer, record_path: str | None = None,
+                 kernel=None):
+        self.settings = settings
+        self.buffer = buffer
+        self.kernel = kernel
+        self._record = JsonOutput(open(record_path, "w")) if record_path else None  # noqa: SIM115
+        self._notices: list[str] = []
+        self._lock = threading.Lock()
+        self._collector: Collector | None = None
+
+    def _sink(self, samples: list[Sample]) -> None:
+        if self._record:
+            self._record.write(samples)
+        self.buffer.put(samples)
+
+    def _notice(self, text: str) -> None:
+        with self._lock:
+            self._notices.append(text)
+
+    def take_notices(self) -> list[str]:
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
+
+    def start(self) -> None:
+        self._collector = Collector(self.settings, self._sink, kernel=self.kernel,
+                                    on_notice=self._notice)
+        self.kernel = self._collector.kernel
+        self._collector.start()
+
+    @property
+    def status(self) -> Status:
+        if self._collector is None:
+            return Status()
+        return self._collector.status
+
+    @property
+    def error(self) -> IpftError | None:
+        return self._collector.error if self._collector else None
+
+    @property
+    def ready(self) -> bool:
+        return self._collector is not None and self._collector.status.ready
+
+    def candidate_names(self) -> list[str]:
+        return self._collector.candidate_names() if self._collector else []
+
+    def supported_backends(self) -> dict[str, str]:
+        """Backend -> '' when usable here, else why not."""
+        from ..tracing.backends import IMPLEMENTED  # noqa: PLC0415
+        caps = self.kernel.capabilities
+        out = {}
+        for name, support in caps.backends.items():
+            if not support.ok:
+                out[name] = support.detail
+            elif name not in IMPLEMENTED:
+                out[name] = "not implemented in ipft-tui yet"
+            else:
+                out[name] = ""
+        return out
+
+    def set_filter(self, mark: int, mask: int) -> None:
+        self.settings = replace(self.settings, mark=mark, mask=mask)
+        self._collector.set_filter(mark, mask)
+
+    def set_regex(self, regex: str | None) -> None:
+        self.settings = replace(self.settings, regex=regex)
+        self._collector.set_regex(regex)
+
+    def restart(self, settings: TraceSettings) -> None:
+        """Stop, then start with new settings (blocking: call from a worker thread)."""
+        self.stop_collector()
+        self.settings = settings
+        self.start()
+
+    def stop_collector(self) -> None:
+        if self._collector is not None:
+            self._collector.stop()
+
+    def stop(self) -> None:
+        self.stop_collector()
+        if self._record:
+            self._record.stream.close()
+            self._record = None
+
+
+class ReplaySource:
+    """A JSON-lines trace (ours or ipftrace2's `-o json`) read from a file: no root, no BPF."""
+
+    live = False
+
+    def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None):
+        self.path = path
+        self.buffer = buffer
+        self.settings = settings or TraceSettings(mark=0)
+        self.samples, self.problems = load_trace(path)
+        self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
+        if len(self.problems) > 20:
+            self._notices.append(f"{path}: {len(self.problems) - 20} more malformed lines")
+        tracer = "function_graph" if any(s.is_return for s in self.samples) else "function"
+        self.settings = replace(self.settings, tracer=tracer)
+        self.status = Status(backend="replay", tracer=tracer, ready=True,
+                             samples=len(self.samples))
+
+    error = None
+    ready = True
+
+    def take_notices(self) -> list[str]:
+        notices, self._notices = self._notices, []
+        return notices
+
+    def start(self) -> None:
+        self.buffer.put(self.samples)
+
+    def candidate_names(self) -> list[str]:
+        return sorted({s.function for s in self.samples})
+
+    def stop(self) -> None:
+        pass
+
+
+def load_trace(path: str) -> tuple[list[Sample], list[tuple[int, str]]]:
+    """Samples from a JSON-lines file, and (line number, reason) for each bad line."""
+    samples: list[Sample] = []
+    problems: list[tuple[int, str]] = []
+    try:
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    samples.append(parse_line(line))
+                except ValueError as exc:
+                    problems.append((number, str(exc)))
+    except OSError as exc:
+        raise IpftError(f"cannot read {path}: {exc.strerror}") from None
+    return samples, problems

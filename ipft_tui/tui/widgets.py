@@ -1,0 +1,217 @@
+"""The main screen's widgets: packet list, journey tree, detail pane, status bar."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from .. import formatting as fmt
+from ..calltree import CallNode, build_call_tree
+from ..collector import Status
+from ..model import Packet, Sample, packet_id_text
+
+PACKET_COLUMNS = (("#", "n"), ("first seen", "first_seen"), ("samples", "samples"),
+                  ("first", "first"), ("last", "last"), ("duration", "duration"),
+                  ("CPUs", "cpus"), ("packet id", "packet_id"))
+
+
+def packet_cells(packet: Packet, origin: int) -> list[Text]:
+    style = "bold red" if packet.freed and "kfree_skb" in packet.functions else ""
+    return [
+        Text(str(packet.key), style=style),
+        Text(fmt.offset(packet.first.timestamp - origin)),
+        Text(str(len(packet.samples)), justify="right"),
+        Text(packet.first.function),
+        Text(packet.last.function, style=style),
+        Text(fmt.duration(packet.duration), justify="right"),
+        Text(",".join(str(c) for c in sorted(packet.cpus))),
+        Text(packet_id_text(packet.packet_id), style="dim"),
+    ]
+
+
+class PacketTable(DataTable):
+    """One row per packet; rows are added and updated in batches by the app."""
+
+    BINDINGS = [("j", "cursor_down", "Down"), ("k", "cursor_up", "Up")]
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for label, key in PACKET_COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, packets: list[Packet], origin: int) -> None:
+        if packets:
+            self.add_rows_keyed([(str(p.key), packet_cells(p, origin)) for p in packets])
+
+    def add_rows_keyed(self, rows) -> None:
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+
+    def refresh_packet(self, packet: Packet, origin: int) -> None:
+        key = str(packet.key)
+        for (_label, column), cell in zip(PACKET_COLUMNS, packet_cells(packet, origin)):
+            if column in ("samples", "last", "duration", "cpus", "n"):
+                self.update_cell(key, column, cell)
+
+    def selected_key(self) -> int | None:
+        if self.row_count == 0:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return int(row_key.value)
+
+
+def sample_label(sample: Sample, origin: int) -> Text:
+    text = Text()
+    text.append(f"+{fmt.duration(sample.timestamp - origin):>9} ", style="dim")
+    text.append(f"cpu{sample.processor_id:<3} ", style="cyan")
+    text.append(sample.function, style="bold red" if sample.function == "kfree_skb" else "bold")
+    if sample.fields:
+        text.append("  " + " ".join(f"{k}={v}" for k, v in sample.fields.items()), style="green")
+    return text
+
+
+def call_label(node: CallNode, origin: int, slow_ns: int | None) -> Text:
+    text = Text()
+    text.append(f"+{fmt.duration(node.timestamp - origin):>9} ", style="dim")
+    text.append(f"{node.function}()", style="bold")
+    took = node.duration
+    style = "bold yellow" if slow_ns is not None and took is not None and took >= slow_ns else "dim"
+    text.append(f"  {fmt.duration(took) if took is not None else 'no return'}", style=style)
+    if node.entry is None:
+        text.append("  (entry not seen)", style="italic dim")
+    return text
+
+
+class JourneyTree(Tree):
+    """The selected packet's journey; call nodes get their children when expanded."""
+
+    BINDINGS = [("j", "cursor_down", "Down"), ("k", "cursor_up", "Up")]
+
+    def __init__(self, **kwargs):
+        super().__init__(Text("no packet selected"), **kwargs)
+        self.packet: Packet | None = None
+        self.slow_ns: int | None = None
+        self.origin = 0
+
+    def show_packet(self, packet: Packet | None, tracer: str) -> None:
+        self.packet = packet
+        self.clear()
+        if packet is None:
+            self.root.set_label(Text("no packet selected"))
+            return
+        label = Text(f"packet {packet.key}  ", style="bold")
+        label.append(packet_id_text(packet.packet_id), style="dim")
+        label.append(f"  {len(packet.samples)} samples, {fmt.duration(packet.duration)}")
+        self.root.set_label(label)
+        self.origin = packet.first.timestamp  # journey times count from the packet's first sample
+        if tracer == "function_graph":
+            roots = build_call_tree(packet.samples)
+            durations = sorted((n.duration for n in _walk(roots) if n.duration is not None),
+                               reverse=True)
+            # The slowest calls (top 10%, at least one) are highlighted.
+            self.slow_ns = durations[max(len(durations) // 10 - 1, 0)] if durations else None
+            self._add_calls(self.root, roots)
+        else:
+            for sample in packet.samples:
+                self.root.add_leaf(sample_label(sample, self.origin), data=sample)
+        self.root.expand()
+
+    def _add_calls(self, parent: TreeNode, calls: list[CallNode]) -> None:
+        for call in calls:
+            label = call_label(call, self.origin, self.slow_ns)
+            if call.children:
+                parent.add(label, data=call)
+            else:
+                parent.add_leaf(label, data=call)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        node = event.node
+        if isinstance(node.data, CallNode) and not node.children:
+            self._add_calls(node, node.data.children)
+
+    def expand_to_depth(self, depth: int) -> None:
+        def visit(node: TreeNode, level: int) -> None:
+            if level < depth:
+                node.expand()
+                if isinstance(node.data, CallNode) and not node.children:
+                    self._add_calls(node, node.data.children)
+                for child in node.children:
+                    visit(child, level + 1)
+            else:
+                node.collapse()
+        visit(self.root, 0)
+
+    def expand_everything(self) -> None:
+        self.expand_to_depth(10_000)
+
+
+def _walk(roots: list[CallNode]):
+    todo = list(roots)
+    while todo:
+        node = todo.pop()
+        yield node
+        todo.extend(node.children)
+
+
+class DetailPane(Static):
+    """Every field of the selected sample (or call), raw values included."""
+
+    def show(self, data, origin: int) -> None:
+        text = Text()
+        samples = []
+        if isinstance(data, Sample):
+            samples = [("sample", data)]
+        elif isinstance(data, CallNode):
+            samples = [("entry", data.entry), ("return", data.exit)]
+            text.append(f"call {data.function}()  duration {fmt.duration(data.duration)}  "
+                        f"self {fmt.duration(data.self_time)}  depth {data.depth}\n", style="bold")
+        for title, sample in samples:
+            if sample is None:
+                text.append(f"{title}: not seen\n", style="dim")
+                continue
+            text.append(f"{title}\n", style="bold underline")
+            rows = [("function", sample.function),
+                    ("packet_id", packet_id_text(sample.packet_id)),
+                    ("timestamp", f"{sample.timestamp} ns (+{fmt.duration(sample.timestamp - origin)})"),
+                    ("processor_id", str(sample.processor_id)),
+                    ("is_return", str(sample.is_return).lower())]
+            rows += [(k, str(v)) for k, v in (sample.fields or {}).items()]
+            for key, value in rows:
+                text.append(f"  {key:<13}", style="cyan")
+                text.append(f"{value}\n")
+        if not samples:
+            text.append("select a sample in the journey tree", style="dim")
+        self.update(text)
+
+
+def status_text(status: Status, *, rate: float, packets: int, evicted: int, drops: int,
+                follow: bool, paused: bool, pending: int, live: bool) -> Text:
+    text = Text()
+
+    def item(label: str, value: str, style: str = "bold") -> None:
+        if text:
+            text.append(" │ ", style="dim")
+        text.append(f"{label} ", style="dim")
+        text.append(value, style=style)
+
+    item("backend", status.backend or "starting")
+    item("tracer", status.tracer or "-")
+    if live:
+        item("mark", f"0x{status.mark:x}/0x{status.mask:x}")
+        item("probes", f"{status.attached}/{status.total}")
+        item("ev/s", fmt.count(rate))
+    item("samples", fmt.count(status.samples))
+    item("packets", f"{packets}" + (f" (-{evicted})" if evicted else ""))
+    item("lost", str(status.lost), "bold white on red" if status.lost else "bold")
+    item("ui drops", str(drops), "bold white on red" if drops else "bold")
+    if follow:
+        item("", "FOLLOW", "bold green")
+    if paused:
+        item("", f"PAUSED +{pending}", "bold black on yellow")
+    return text
+
+
+class StatusBar(Static):
+    pass
