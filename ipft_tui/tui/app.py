@@ -66,7 +66,7 @@ class IpftApp(App):
         self.search_text = ""
         self.ask_mark = ask_mark
         self._rate = 0.0
-        self._last_tick = (time.monotonic(), 0)
+        self._last_tick: tuple[float, int] | None = None  # (time, samples) the rate counts from
         self._shown_key: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -152,6 +152,8 @@ class IpftApp(App):
     def _update_status(self) -> None:
         status = self.source.status
         now = time.monotonic()
+        if self._last_tick is None or status.samples < self._last_tick[1]:  # start, or restarted
+            self._last_tick = (now, status.samples)
         last_time, last_samples = self._last_tick
         if now - last_time >= 0.5:
             instant = (status.samples - last_samples) / (now - last_time)
@@ -278,6 +280,7 @@ class IpftApp(App):
                     needle in f.lower() for f in packet.functions):
                 self.follow = False
                 table.move_cursor(row=i)
+                self.show_packet(keys[i])  # now, not when the highlight message arrives
                 self._highlight_in_tree(needle)
                 return
         self.notify(f"no packet matches {self.search_text!r}", severity="warning")

@@ -1,0 +1,35 @@
+"""Snapshot tests (pytest-textual-snapshot) on deterministic recorded traces.
+
+Update after an intended UI change with: .venv/bin/python -m pytest tests/test_snapshots.py --snapshot-update
+"""
+
+from tests.tui_support import recorder_app, replay_app
+
+SIZE = (150, 40)
+
+
+def test_main_screen(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=SIZE, press=["down", "down", "enter", "down"])
+
+
+def test_function_graph_view(snap_compare):
+    assert snap_compare(replay_app("graph.jsonl"), terminal_size=SIZE,
+                        press=["g", "enter", "e", "down", "down", "down"])
+
+
+def test_filter_dialog(snap_compare):
+    app, _ = recorder_app()
+
+    async def bad_mark(pilot):
+        await pilot.pause()
+        await pilot.press("m")
+        for inp in app.screen.query("Input"):
+            inp.cursor_blink = False  # a blinking cursor makes the picture racy
+        await pilot.press("ctrl+u", *"0xZZ", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=bad_mark)
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=SIZE, press=["question_mark"])

@@ -1,0 +1,246 @@
+"""Pilot tests of the TUI on recorded traces."""
+
+import pytest
+
+from ipft_tui.model import group_by_packet
+from ipft_tui.tui.screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog
+from ipft_tui.tui.sources import load_trace
+from ipft_tui.tui.widgets import JourneyTree, PacketTable, StatusBar
+from tests.tui_support import DATA, recorder_app, replay_app
+
+SIZE = (150, 40)
+
+
+def labels(tree: JourneyTree) -> list[str]:
+    out = []
+    for line in range(tree.last_line + 1):
+        node = tree.get_node_at_line(line)
+        out.append(node.label.plain)
+    return out
+
+
+async def test_packets_are_grouped_and_listed():
+    app = replay_app()
+    samples, _ = load_trace(str(DATA / "demo.jsonl"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.query_one(PacketTable)
+        assert table.row_count == len(app.store.packets)
+        # Recycled skb addresses make more journeys than packet ids.
+        assert len(app.store.packets) > len(group_by_packet(samples))
+        assert sum(len(p.samples) for p in app.store.packets.values()) == len(samples)
+        for packet in app.store.packets.values():
+            stamps = [s.timestamp for s in packet.samples]
+            assert stamps == sorted(stamps)
+            assert {s.packet_id for s in packet.samples} == {packet.packet_id}
+        status = app.query_one(StatusBar).render().plain
+        assert f"samples {len(samples)}" in status and "backend replay" in status
+
+
+async def test_selecting_a_packet_shows_its_journey_and_details():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("down")
+        packet = app.store.packets[app.query_one(PacketTable).selected_key()]
+        tree = app.query_one(JourneyTree)
+        assert [line.split()[-1] for line in labels(tree)[1:]] == [s.function for s in packet.samples]
+        await pilot.press("enter")
+        assert tree.has_focus
+        await pilot.press("down", "down")
+        detail = app.query_one("#detail").render().plain
+        assert f"function     {packet.samples[1].function}" in detail
+        assert f"timestamp    {packet.samples[1].timestamp} ns" in detail
+
+
+async def test_function_graph_expand_collapse_and_depth():
+    app = replay_app("graph.jsonl")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("g", "enter")
+        tree = app.query_one(JourneyTree)
+        first = labels(tree)
+        assert any("ip_rcv()" in line for line in first)
+        assert not any("__udp4_lib_rcv" in line for line in first)  # built lazily
+        await pilot.press("e")
+        expanded = labels(tree)
+        deepest = next(line for line in expanded if "__udp4_lib_rcv()" in line)
+        assert "12.0µs" in deepest
+        await pilot.press("c")
+        assert not any("ip_local_deliver()" in line for line in labels(tree))
+        await pilot.press("3")
+        depth3 = labels(tree)
+        assert any("ip_rcv_finish()" in line for line in depth3)  # depth 2
+        assert any("ip_local_deliver()" in line for line in depth3)  # depth 3
+        assert not any("ip_local_deliver_finish()" in line for line in depth3)
+
+
+async def test_graph_of_a_trace_started_mid_call():
+    app = replay_app("graph.jsonl")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("G", "enter", "e")
+        text = labels(app.query_one(JourneyTree))
+        assert any("__netif_receive_skb_core()" in l and "entry not seen" in l for l in text)
+        assert any("validate_xmit_skb()" in l for l in text)
+
+
+async def test_find_packets_by_function():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f")
+        await pilot.press(*"icmp_send", "enter")
+        table = app.query_one(PacketTable)
+        expected = app.store.with_function("icmp_send")
+        assert 0 < table.row_count == len(expected) < len(app.store.packets)
+        await pilot.press("f", "ctrl+u", "enter")
+        assert table.row_count == len(app.store.packets)
+
+
+async def test_find_unknown_function_shows_error_and_changes_nothing():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f", *"no_such_fn", "enter")
+        assert "no packet passed through 'no_such_fn'" in app.screen.query_one("#error").render().plain
+        await pilot.press("escape")
+        assert app.query_one(PacketTable).row_count == len(app.store.packets)
+
+
+async def test_search_moves_to_matching_packet():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", *"tcp_send_reset", "enter")
+        table = app.query_one(PacketTable)
+        first_hit = app.store.packets[table.selected_key()]
+        assert "tcp_send_reset" in first_hit.functions
+        tree = app.query_one(JourneyTree)
+        assert "tcp_send_reset" in tree.get_node_at_line(tree.cursor_line).label.plain
+        await pilot.press("n")
+        second_hit = app.store.packets[table.selected_key()]
+        assert "tcp_send_reset" in second_hit.functions and second_hit is not first_hit
+
+
+async def test_pause_holds_samples_and_follow_selects_newest():
+    app = replay_app(follow=True)
+    samples, _ = load_trace(str(DATA / "demo.jsonl"))
+    app.source.samples = samples[:10]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        table = app.query_one(PacketTable)
+        rows = table.row_count
+        assert table.cursor_row == rows - 1  # follow
+        await pilot.press("p")
+        app.buffer.put(samples[10:])
+        await pilot.pause(0.3)
+        assert table.row_count == rows
+        assert f"PAUSED +{len(samples) - 10}" in app.query_one(StatusBar).render().plain
+        await pilot.press("p")
+        await pilot.pause()
+        assert table.row_count == len(app.store.packets) > rows
+        assert table.cursor_row == table.row_count - 1
+        await pilot.press("F")  # follow off
+        assert not app.follow
+        app.buffer.put(samples[:5])
+        await pilot.pause(0.3)
+        assert table.cursor_row < table.row_count - 1
+
+
+async def test_eviction_keeps_the_newest_packets():
+    app = replay_app(max_packets=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.query_one(PacketTable).row_count == 5
+        assert app.store.evicted > 0
+        assert f"(-{app.store.evicted})" in app.query_one(StatusBar).render().plain
+        await pilot.press("x")
+        assert app.query_one(PacketTable).row_count == 0 and not app.store.packets
+
+
+async def test_malformed_lines_are_reported_with_line_numbers():
+    app = replay_app("malformed.jsonl")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any("line 3:" in m for m in messages)
+        assert any("line 5:" in m and "bad value" in m for m in messages)
+        assert any("line 6:" in m for m in messages)
+        assert app.store.samples == 6
+
+
+async def test_filter_dialog_validates_then_sends_one_command():
+    app, source = recorder_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("m")
+        assert isinstance(app.screen, FilterDialog)
+        await pilot.press("ctrl+u", *"0xZZ", "enter")
+        assert "not a number" in app.screen.query_one("#error").render().plain
+        assert source.commands == []
+        await pilot.press("ctrl+u", *"0x42", "tab", "ctrl+u", *"0xff", "enter")
+        assert not isinstance(app.screen, FilterDialog)
+        assert source.commands == [("filter", 0x42, 0xFF)]
+
+
+async def test_regex_dialog_counts_matches_and_refuses_bad_patterns():
+    app, source = recorder_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        assert isinstance(app.screen, RegexDialog)
+        await pilot.press(*"^net_dev")
+        assert app.screen.query_one("#matches").render().plain == "3 of 5 match"
+        await pilot.press("(", "enter")
+        assert "invalid regex" in app.screen.query_one("#error").render().plain
+        await pilot.press("backspace", *"zz", "enter")
+        assert "matches none" in app.screen.query_one("#error").render().plain
+        assert source.commands == []
+        await pilot.press("backspace", "backspace", "enter")
+        assert source.commands == [("regex", "^net_dev")]
+
+
+async def test_tracer_and_backend_changes_restart_the_collector():
+    app, source = recorder_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("t")
+        await app.workers.wait_for_complete()
+        assert source.commands == [("restart", "auto", "function_graph")]
+        await pilot.press("b")
+        assert isinstance(app.screen, ChoiceDialog)
+        options = app.screen.query_one("OptionList")
+        disabled = [options.get_option_at_index(i).disabled for i in range(options.option_count)]
+        assert disabled == [False, True, True, False]
+        await pilot.press("down")  # skips the disabled ones
+        assert options.highlighted == 3
+        await pilot.press("enter")  # tracepoint: the current backend, nothing to do
+        await pilot.pause()
+        assert len(source.commands) == 1
+        await pilot.press("b", "home", "enter")  # kprobe
+        await app.workers.wait_for_complete()
+        assert source.commands[-1] == ("restart", "kprobe", "function_graph")
+
+
+async def test_replay_refuses_live_changes():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("m")
+        assert not isinstance(app.screen, FilterDialog)
+        assert any("replay" in n.message for n in app._notifications)
+
+
+async def test_help_screen_and_command_palette():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Mark / mask", "Function regex", "Toggle tracer", "Backend",
+                      "Find packets by function", "Pause display"):
+            assert title in titles

@@ -1,0 +1,58 @@
+"""The TUI on a real collector and real demo traffic, run headlessly."""
+
+
+import pytest
+
+from ipft_tui.batching import SampleBuffer
+from ipft_tui.demo import DemoTraffic
+from ipft_tui.netlab import leftover_namespaces
+from ipft_tui.settings import TraceSettings
+from ipft_tui.tui.app import IpftApp
+from ipft_tui.tui.sources import LiveSource
+from ipft_tui.tui.widgets import PacketTable, StatusBar
+from tests.conftest import ipft_bpf_objects, ipft_bpf_objects_settled
+
+pytestmark = pytest.mark.root
+
+
+async def wait_until(pilot, predicate, timeout=20.0):
+    for _ in range(int(timeout / 0.1)):
+        if predicate():
+            return True
+        await pilot.pause(0.1)
+    return False
+
+
+async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tmp_path):
+    buffer = SampleBuffer()
+    record = tmp_path / "trace.jsonl"
+    source = LiveSource(TraceSettings(mark=0xDEADBEEF), buffer, record_path=str(record))
+    app = IpftApp(source, buffer)
+    with DemoTraffic(interval=0.3) as demo:
+        async with app.run_test(size=(150, 40)) as pilot:
+            assert await wait_until(pilot, lambda: source.ready), source.error
+            assert len([o for o in ipft_bpf_objects() if o.startswith("link")]) == 30
+
+            def seen(function):
+                return any(function in p.functions for p in app.store.packets.values())
+
+            for function in ("net_dev_queue", "net_dev_start_xmit", "kfree_skb", "consume_skb",
+                             "icmp_send", "tcp_send_reset"):
+                assert await wait_until(pilot, lambda: seen(function)), function
+            assert app.query_one(PacketTable).row_count == len(app.store.packets)
+            assert "probes 30/30" in app.query_one(StatusBar).render().plain
+
+            # Change the mark from the dialog: the demo's packets stop matching.
+            await pilot.press("m", "ctrl+u", *"0x1", "enter")
+            assert await wait_until(pilot, lambda: source.status.mark == 1)
+            await pilot.pause(0.5)
+            before = app.store.samples
+            rounds = demo.rounds
+            assert await wait_until(pilot, lambda: demo.rounds >= rounds + 2)
+            await pilot.pause(0.3)
+            assert app.store.samples == before
+            await pilot.press("q")
+        assert demo.pair.ns_a in leftover_namespaces()
+    assert not source._collector.running
+    assert ipft_bpf_objects_settled() == []
+    assert record.read_text().count("\n") >= before  # --record wrote what was seen
