@@ -70,14 +70,21 @@ class IpftApp(App):
         self._shown_key: int | None = None
 
     def compose(self) -> ComposeResult:
+        # Kept as attributes: App.query_one searches the active screen, which is
+        # a dialog whenever one is open, while the timer keeps updating these.
+        self.packet_table = PacketTable(id="packets")
+        self.journey = JourneyTree(id="journey")
+        self.detail = DetailPane(id="detail")
+        self.attach_bar = ProgressBar(id="attach", show_eta=False)
+        self.status_bar = StatusBar(id="status")
         yield Header()
         with Horizontal(id="main"):
-            yield PacketTable(id="packets")
+            yield self.packet_table
             with Vertical(id="right"):
-                yield JourneyTree(id="journey")
-                yield DetailPane(id="detail")
-        yield ProgressBar(id="attach", show_eta=False)
-        yield StatusBar(id="status")
+                yield self.journey
+                yield self.detail
+        yield self.attach_bar
+        yield self.status_bar
         yield Footer()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -94,7 +101,7 @@ class IpftApp(App):
         else:
             self.source.start()
         self.set_interval(DRAIN_INTERVAL, self.tick)
-        self.query_one(PacketTable).focus()
+        self.packet_table.focus()
         self.tick()
 
     def _first_mark(self, result) -> None:
@@ -130,7 +137,7 @@ class IpftApp(App):
 
     def apply(self, samples: list) -> None:
         created, changed = self.store.add(samples)
-        table = self.query_one(PacketTable)
+        table = self.packet_table
         origin = self.store.origin or 0
         evicted_rows = [k for k in table.rows if int(k.value) not in self.store.packets]
         for row_key in evicted_rows:
@@ -159,11 +166,11 @@ class IpftApp(App):
             instant = (status.samples - last_samples) / (now - last_time)
             self._rate = instant if self._rate == 0 else 0.5 * self._rate + 0.5 * instant
             self._last_tick = (now, status.samples)
-        bar = self.query_one("#attach", ProgressBar)
+        bar = self.attach_bar
         bar.set_class(status.attaching, "active")
         if status.attaching:
             bar.update(total=max(status.attach_todo, 1), progress=status.attach_done)
-        self.query_one(StatusBar).update(status_text(
+        self.status_bar.update(status_text(
             status, rate=self._rate, packets=len(self.store.packets), evicted=self.store.evicted,
             drops=self.buffer.dropped, follow=self.follow, paused=self.paused,
             pending=len(self.pending), live=self.source.live))
@@ -173,7 +180,7 @@ class IpftApp(App):
     def show_packet(self, key: int | None) -> None:
         packet = self.store.packets.get(key) if key is not None else None
         self._shown_key = key
-        tree = self.query_one(JourneyTree)
+        tree = self.journey
         cursor = tree.cursor_line
         tree.show_packet(packet, self.source.settings.tracer)
         if packet is not None and cursor > 0:
@@ -186,10 +193,10 @@ class IpftApp(App):
                 self.show_packet(key)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.query_one(JourneyTree).focus()
+        self.journey.focus()
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        self.query_one(DetailPane).show(event.node.data, self.store.origin or 0)
+        self.detail.show(event.node.data, self.store.origin or 0)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -212,32 +219,32 @@ class IpftApp(App):
     def action_clear(self) -> None:
         self.store.clear()
         self.pending.clear()
-        self.query_one(PacketTable).clear()
+        self.packet_table.clear()
         self.show_packet(None)
         self._update_status()
 
     def action_first(self) -> None:
         self.follow = False
-        table = self.query_one(PacketTable)
+        table = self.packet_table
         table.move_cursor(row=0)
 
     def action_last(self) -> None:
-        table = self.query_one(PacketTable)
+        table = self.packet_table
         table.move_cursor(row=max(table.row_count - 1, 0))
 
     def action_expand_all(self) -> None:
-        self.query_one(JourneyTree).expand_everything()
+        self.journey.expand_everything()
 
     def action_collapse_all(self) -> None:
-        tree = self.query_one(JourneyTree)
+        tree = self.journey
         for child in tree.root.children:
             child.collapse_all()
 
     def action_expand_depth(self, depth: int) -> None:
-        self.query_one(JourneyTree).expand_to_depth(depth)
+        self.journey.expand_to_depth(depth)
 
     def _rebuild_table(self) -> None:
-        table = self.query_one(PacketTable)
+        table = self.packet_table
         table.clear()
         table.show([p for p in self.store.packets.values() if self._visible(p)],
                    self.store.origin or 0)
@@ -252,7 +259,7 @@ class IpftApp(App):
             self.function_filter = result
             self.follow = False if result else self.follow
             self._rebuild_table()
-            count = self.query_one(PacketTable).row_count
+            count = self.packet_table.row_count
             self.notify(f"{count} packets passed through {result}" if result else "showing all packets")
 
         self.push_screen(TextDialog("Only packets that passed through function",
@@ -269,7 +276,7 @@ class IpftApp(App):
     def action_search_next(self) -> None:
         if not self.search_text:
             return
-        table = self.query_one(PacketTable)
+        table = self.packet_table
         keys = [int(k.value) for k in table.rows]
         start = table.cursor_row + 1
         needle = self.search_text.lower()
@@ -286,7 +293,7 @@ class IpftApp(App):
         self.notify(f"no packet matches {self.search_text!r}", severity="warning")
 
     def _highlight_in_tree(self, needle: str) -> None:
-        tree = self.query_one(JourneyTree)
+        tree = self.journey
         for line in range(tree.last_line + 1):
             node = tree.get_node_at_line(line)
             if node is not None and node.data is not None and needle in node.data.function.lower():
