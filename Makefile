@@ -9,14 +9,19 @@ PYTEST_ARGS ?=
 setup:
 	@scripts/setup.sh
 
+# Without ARGS: the live TUI on built-in demo traffic.
 run: setup
-	$(SUDO) $(VENV)/bin/ipft-tui $(ARGS)
+	$(SUDO) $(VENV)/bin/ipft-tui $(or $(ARGS),--demo)
 
 test: setup
 	$(SUDO) env CI=$(CI) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 check: setup
 	$(SUDO) $(VENV)/bin/ipft-tui --check
+
+screenshots: setup
+	@command -v rsvg-convert >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends librsvg2-bin fonts-dejavu-core
+	$(VENV)/bin/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

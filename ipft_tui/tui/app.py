@@ -4,6 +4,7 @@ to change the trace without restarting."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from dataclasses import replace
@@ -114,7 +115,7 @@ class IpftApp(App):
 
     def _subtitle(self) -> str:
         if not self.source.live:
-            return f"replay {self.source.path}"
+            return f"replay {os.path.basename(self.source.path)}"
         return "live"
 
     def on_unmount(self) -> None:

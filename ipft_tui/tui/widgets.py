@@ -64,7 +64,7 @@ class PacketTable(DataTable):
 
 def sample_label(sample: Sample, origin: int) -> Text:
     text = Text()
-    text.append(f"+{fmt.duration(sample.timestamp - origin):>9} ", style="dim")
+    text.append(f"{'+' + fmt.duration(sample.timestamp - origin):>10} ", style="dim")
     text.append(f"cpu{sample.processor_id:<3} ", style="cyan")
     text.append(sample.function, style="bold red" if sample.function == "kfree_skb" else "bold")
     if sample.fields:
@@ -74,7 +74,11 @@ def sample_label(sample: Sample, origin: int) -> Text:
 
 def call_label(node: CallNode, origin: int, slow_ns: int | None) -> Text:
     text = Text()
-    text.append(f"+{fmt.duration(node.timestamp - origin):>9} ", style="dim")
+    text.append(f"{'+' + fmt.duration(node.timestamp - origin):>10} ", style="dim")
+    if node.exit is None and not node.children:
+        # No return and nothing inside: a leaf event (e.g. a tracepoint without a pair).
+        text.append(node.function, style="bold red" if node.function == "kfree_skb" else "bold")
+        return text
     text.append(f"{node.function}()", style="bold")
     took = node.duration
     style = "bold yellow" if slow_ns is not None and took is not None and took >= slow_ns else "dim"

@@ -1,0 +1,52 @@
+"""Regenerate the README's screenshots (SVG, and PNG via rsvg-convert) from recorded traces.
+
+Run with: make screenshots
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.tui_support import recorder_app, replay_app  # noqa: E402
+
+OUT = REPO / "screenshots"
+SIZE = (150, 40)
+
+
+async def shoot(name: str, app, keys: list[str]) -> Path:
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause(0.3)
+        for inp in app.screen.query("Input"):
+            inp.cursor_blink = False
+        await pilot.pause()
+        svg = OUT / f"{name}.svg"
+        app.save_screenshot(filename=svg.name, path=str(OUT))
+    return svg
+
+
+async def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    shots = [
+        await shoot("main", replay_app(), ["down", "down", "enter", "down"]),
+        await shoot("function-graph", replay_app("graph.jsonl"), ["g", "enter", "e", "down", "down"]),
+        await shoot("filter-dialog", recorder_app()[0], ["m", "ctrl+u", *"0xZZ", "enter"]),
+    ]
+    converter = shutil.which("rsvg-convert")
+    for svg in shots:
+        if converter:
+            subprocess.run([converter, "-o", str(svg.with_suffix(".png")), str(svg)], check=True)
+        print(svg.relative_to(REPO), "+ png" if converter else "(no rsvg-convert: SVG only)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
