@@ -108,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise IpftError(f"--probe-server-port {probe_port} is not a TCP port")
             if args.script:
                 raise IpftError("-s/--script: Lua extension scripts are not available yet")
-            if args.tracer == "function_graph":
-                raise IpftError("-t function_graph is not available yet; use -t function")
             from .headless import run_headless  # noqa: PLC0415
             return run_headless(settings, args, probe_port)
         from .tui.run import run_tui  # noqa: PLC0415

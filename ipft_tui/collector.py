@@ -86,6 +86,7 @@ class Collector:
         self._bpf = None
         self._reader = None
         self._attached: dict[int, int] = {}  # probe id -> backend handle
+        self._returns: dict[int, int] = {}  # probe id -> return probe handle (function_graph)
         self._pending: list[Sample] = []  # perf buffer callbacks collect here
         self._perf_lost = 0
 
@@ -106,6 +107,10 @@ class Collector:
 
     def set_regex(self, regex: str | None) -> None:
         self._commands.put(("regex", regex))
+
+    def set_tracer(self, tracer: str) -> None:
+        """function or function_graph: attaches/detaches return probes, no restart."""
+        self._commands.put(("tracer", tracer))
 
     def stop(self, timeout: float = 30) -> None:
         self._commands.put(("stop", None))
@@ -147,7 +152,7 @@ class Collector:
                            entry_points=self.backend.entry_points(),
                            perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages)
         self._bpf = compile_program(spec)
-        self._write_filter(s.mark, s.mask)
+        self._write_config()
         self._open_buffer()
         self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
                              regex=s.regex, total=len(self.backend.candidates))
@@ -168,9 +173,23 @@ class Collector:
             self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
                                          EVENT_FORMAT)
 
-    def _write_filter(self, mark: int, mask: int) -> None:
+    def _write_config(self) -> None:
+        s = self.settings
         table = self._bpf[b"config"]
-        table[ctypes.c_int(0)] = table.Leaf(mark, mask)
+        table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(s.tracer == "function_graph"), 0)
+
+    def _sync_returns(self) -> None:
+        """Return probes for attached call targets while tracing function_graph."""
+        graph = self.settings.tracer == "function_graph"
+        wanted = {p for p in self._attached if graph and p in self.backend.returns}
+        for probe_id in [p for p in self._returns if p not in wanted]:
+            self.backend.detach(self._returns.pop(probe_id))
+        for probe_id in sorted(wanted - self._returns.keys()):
+            try:
+                self._returns[probe_id] = self.backend.attach_return(self._bpf, probe_id)
+            except OSError as exc:
+                self._on_notice(f"attach return of {self.backend.candidates[probe_id].name} "
+                                f"failed: {exc}")
 
     def _attach_set(self, wanted: set[int]) -> None:
         """Attach what is wanted and not attached; detach the rest. Reports progress."""
@@ -190,6 +209,7 @@ class Collector:
                 self.status = replace(self.status, attached=len(self._attached), failed=failed,
                                       filtered=filtered, attach_done=n)
                 self._on_progress(self.status)
+        self._sync_returns()
         self.status = replace(self.status, attached=len(self._attached), failed=failed,
                               filtered=filtered, attaching=False)
 
@@ -242,9 +262,16 @@ class Collector:
         try:
             if command == "filter":
                 mark, mask = arg
-                self._write_filter(mark, mask)
                 self.settings.mark, self.settings.mask = mark, mask
+                self._write_config()
                 self.status = replace(self.status, mark=mark, mask=mask)
+            elif command == "tracer":
+                if arg == "function_graph" and self.settings.tracer != arg:
+                    self._bpf[b"calls"].clear()  # calls left from an earlier graph run
+                self.settings.tracer = arg
+                self._write_config()
+                self._sync_returns()
+                self.status = replace(self.status, tracer=arg)
             elif command == "regex":
                 wanted = set(select(self.candidate_names(), arg))
                 self.settings.regex = arg
@@ -255,8 +282,9 @@ class Collector:
             self._on_notice(str(exc))
 
     def _teardown(self) -> None:
-        for handle in self._attached.values():
+        for handle in [*self._returns.values(), *self._attached.values()]:
             self.backend.detach(handle)
+        self._returns.clear()
         self._attached.clear()
         if self._reader is not None:
             self._reader.close()

@@ -201,13 +201,12 @@ async def test_regex_dialog_counts_matches_and_refuses_bad_patterns():
         assert source.commands == [("regex", "^net_dev")]
 
 
-async def test_tracer_and_backend_changes_restart_the_collector():
+async def test_tracer_toggles_live_and_backend_change_restarts_the_collector():
     app, source = recorder_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("t")
-        await app.workers.wait_for_complete()
-        assert source.commands == [("restart", "auto", "function_graph")]
+        assert source.commands == [("tracer", "function_graph")]
         await pilot.press("b")
         assert isinstance(app.screen, ChoiceDialog)
         options = app.screen.query_one("OptionList")

@@ -1,5 +1,6 @@
 """Apps on recorded traces for Pilot and snapshot tests."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from ipft_tui.batching import SampleBuffer
@@ -36,6 +37,10 @@ class CommandRecorder(ReplaySource):
 
     def set_regex(self, regex):
         self.commands.append(("regex", regex))
+
+    def set_tracer(self, tracer):
+        self.commands.append(("tracer", tracer))
+        self.settings = replace(self.settings, tracer=tracer)
 
     def restart(self, settings):
         self.commands.append(("restart", settings.backend, settings.tracer))

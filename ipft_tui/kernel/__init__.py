@@ -6,7 +6,8 @@ import os
 from functools import cached_property
 
 from . import btf as btfmod
-from .targets import SkbLayout, Target, load_kernel_btf, skb_functions, skb_tracepoints
+from .targets import (SkbLayout, Target, load_kernel_btf, skb_functions, skb_tracepoints,
+                      tracepoint_returns)
 
 
 class Kernel:
@@ -27,6 +28,10 @@ class Kernel:
     @cached_property
     def tracepoints(self) -> list[Target]:
         return skb_tracepoints(self.btf)
+
+    @cached_property
+    def tracepoint_returns(self) -> dict[str, str]:
+        return tracepoint_returns(self.btf, self.tracepoints)
 
     @cached_property
     def skb_layout(self) -> SkbLayout:

@@ -118,6 +118,21 @@ def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
     return sorted(found.values())
 
 
+def tracepoint_returns(blobs: list[btfmod.BTF], tracepoints: list[Target]) -> dict[str, str]:
+    """`<base>_entry` skb tracepoints that have a `<base>_exit` partner (which has no
+    skb argument: the return is matched to its entry in BPF)."""
+    exits = {blob.name(i)[len(TRACEPOINT_PREFIX):] for blob in blobs for i in blob.own_ids()
+             if blob.kind(i) == btfmod.TYPEDEF and blob.name(i).startswith(TRACEPOINT_PREFIX)
+             and blob.name(i).endswith("_exit")}
+    pairs = {}
+    for tp in tracepoints:
+        if tp.name.endswith("_entry"):
+            partner = tp.name[: -len("_entry")] + "_exit"
+            if partner in exits:
+                pairs[tp.name] = partner
+    return pairs
+
+
 @dataclass(frozen=True)
 class SkbLayout:
     """Where the running kernel keeps the sk_buff fields the BPF side reads."""

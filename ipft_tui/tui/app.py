@@ -335,7 +335,9 @@ class IpftApp(App):
         if not self._needs_live():
             return
         tracer = "function" if self.source.settings.tracer == "function_graph" else "function_graph"
-        self._restart(replace(self.source.settings, tracer=tracer), f"tracer {tracer}")
+        self.source.set_tracer(tracer)  # return probes attach/detach; no restart
+        self.notify(f"tracer {tracer}")
+        self.show_packet(self._shown_key)
 
     def action_choose_backend(self) -> None:
         if not self._needs_live() or self.source.kernel is None:

@@ -91,6 +91,10 @@ class LiveSource:
         self.settings = replace(self.settings, regex=regex)
         self._collector.set_regex(regex)
 
+    def set_tracer(self, tracer: str) -> None:
+        self.settings = replace(self.settings, tracer=tracer)
+        self._collector.set_tracer(tracer)
+
     def restart(self, settings: TraceSettings) -> None:
         """Stop, then start with new settings (blocking: call from a worker thread)."""
         self.stop_collector()
