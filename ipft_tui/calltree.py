@@ -33,13 +33,17 @@ class CallNode:
         return (self.entry or self.exit).timestamp
 
 
-def build_call_tree(samples: list[Sample]) -> list[CallNode]:
+def build_call_tree(samples: list[Sample], returning: set[str] | None = None) -> list[CallNode]:
     """Nest entries and returns into calls, one stack per CPU.
 
-    A return closes the innermost open call of the same function on its CPU
-    (calls above it lost their returns); a return with no open call becomes a
-    call without entry at the current level.
+    Only functions in `returning` (by default: those with a return sample among
+    `samples`) open a call; any other sample is a leaf event, like a tracepoint
+    with no exit partner. A return closes the innermost open call of the same
+    function on its CPU (calls above it lost their returns); a return with no
+    open call becomes a call without entry at the current level.
     """
+    if returning is None:
+        returning = {s.function for s in samples if s.is_return}
     roots: list[CallNode] = []
     stacks: dict[int, list[CallNode]] = {}
     for sample in sorted(samples, key=lambda s: s.timestamp):
@@ -47,7 +51,8 @@ def build_call_tree(samples: list[Sample]) -> list[CallNode]:
         if not sample.is_return:
             node = CallNode(sample.function, entry=sample, depth=len(stack))
             (stack[-1].children if stack else roots).append(node)
-            stack.append(node)
+            if sample.function in returning:
+                stack.append(node)
             continue
         for i in range(len(stack) - 1, -1, -1):
             if stack[i].function == sample.function:

@@ -91,8 +91,8 @@ def test_aggregate_function_graph_golden():
 
 
 def test_aggregate_graph_label_truncated_like_ipftrace2():
-    deep = [Sample(P1, i, 0, "f" * 30) for i in range(20)]
-    last = aggregate.render(deep, tracer="function_graph").splitlines()[-1]
+    deep = [Sample(P1, i, 0, "f" * 30) for i in range(20)] + [Sample(P1, 99, 0, "f" * 30, True)]
+    last = aggregate.render(deep, tracer="function_graph").splitlines()[-2]
     label = last[25:]
     # depth 19: 38 spaces + 30 + "() {" = 72 chars, cut to the 63 a 64-byte buffer holds
     assert label == " " * 38 + "f" * 25 + " "
@@ -113,3 +113,10 @@ def test_group_by_packet_orders_by_first_sample():
     grouped = group_by_packet(SAMPLES)
     assert list(grouped) == [P1, P2]
     assert [s.timestamp for s in grouped[P1]] == [100, 200]
+
+
+def test_aggregate_graph_leaf_events_print_like_ftrace():
+    samples = [Sample(P1, 1, 0, "netif_rx_entry"), Sample(P1, 2, 0, "netif_rx"),
+               Sample(P1, 3, 0, "netif_rx_entry", True), Sample(P1, 4, 0, "kfree_skb")]
+    body = [line[25:].rstrip() for line in aggregate.render(samples, "function_graph").splitlines()[3:]]
+    assert body == ["netif_rx_entry() {", "  netif_rx();", "}", "kfree_skb();"]

@@ -141,3 +141,36 @@ def test_regex_limits_the_probes(veth, trace_process, nothing_left_behind):
     assert re.search(r"succeeded 2, failed 0, filtered: \d+\)", tp.stderr)
     functions = {json.loads(line)["function"] for line in tp.stdout.splitlines()}
     assert functions == {"net_dev_queue", "net_dev_xmit"}
+
+
+def test_function_graph_pairs_entry_and_exit_tracepoints(veth, trace_process, nothing_left_behind):
+    tp = trace_process("-m", hex(MARK), "-t", "function_graph", "-o", "aggregate")
+    tp.wait_ready()
+    veth.ping(count=2, mark=MARK, local=True)
+    time.sleep(0.3)
+    assert tp.stop() == 0
+    body = [line[25:].rstrip() for line in tp.stdout.split("\n")[2:] if line and line != "==="]
+    assert all(len(line) == 20 + 1 + 3 + 1 + 64 for line in tp.stdout.split("\n")[2:]
+               if line and line != "===")
+    text = "\n".join(body)
+    # netif_rx_entry ... netif_rx_exit is a call; netif_rx (a plain tracepoint) fires inside it.
+    assert re.search(r"^netif_rx_entry\(\) \{\n  netif_rx\(\);\n\}\nnet_dev_xmit\(\);$", text,
+                     re.M), text
+    assert text.count("netif_rx_entry() {") >= 2
+    assert text.count("netif_rx_entry() {") == len(re.findall(r"^\}$", text, re.M))
+
+
+def test_function_graph_json_has_returns(veth, trace_process, nothing_left_behind):
+    tp = trace_process("-m", hex(MARK), "-t", "function_graph", "-o", "json")
+    tp.wait_ready()
+    veth.ping(count=2, mark=MARK, local=True)
+    time.sleep(0.3)
+    assert tp.stop() == 0
+    samples = [json.loads(line) for line in tp.stdout.splitlines()]
+    returns = [s for s in samples if s["is_return"]]
+    assert {s["function"] for s in returns} == {"netif_rx_entry"}
+    for ret in returns:
+        entries = [s for s in samples if s["packet_id"] == ret["packet_id"]
+                   and s["function"] == "netif_rx_entry" and not s["is_return"]
+                   and s["timestamp"] < ret["timestamp"]]
+        assert entries, ret

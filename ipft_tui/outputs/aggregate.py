@@ -6,6 +6,7 @@ line followed by its samples in timestamp order.
 
 from __future__ import annotations
 
+from ..calltree import CallNode, build_call_tree
 from ..model import Sample, group_by_packet
 
 HEADER = f"{'Timestamp':<20} {'CPU':>3.3} {'Function':>32.32}"
@@ -26,20 +27,30 @@ def function_lines(journey: list[Sample], with_fields: bool) -> list[str]:
 
 
 def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
+    """ipftrace2's graph format, drawn from the call tree: balanced input prints
+    exactly as ipftrace2 does; a sample with no return and nothing inside (a
+    tracepoint, or a lost return) prints as `name();`, as ftrace does."""
     lines = []
-    depth = 0
-    for s in journey:
-        if s.is_return:
-            depth = max(depth - 1, 0)
-            label = " " * (depth * 2) + "}"
-        else:
-            label = " " * (depth * 2) + f"{s.function}() {{"
-            depth += 1
+
+    def line(sample: Sample, label: str) -> None:
         # ipftrace2 builds the label in a 64-byte buffer, then prints it as %-64.64s.
-        line = f"{s.timestamp:<20} {s.processor_id:03} {label[:63]:<64.64}"
+        text = f"{sample.timestamp:<20} {sample.processor_id:03} {label[:63]:<64.64}"
         if with_fields:
-            line += " " + _fields_suffix(s) if s.fields is not None else " ( )"
-        lines.append(line)
+            text += " " + _fields_suffix(sample) if sample.fields is not None else " ( )"
+        lines.append(text)
+
+    def draw(node: CallNode) -> None:
+        indent = " " * (node.depth * 2)
+        if node.entry is not None:
+            leaf = node.exit is None and not node.children
+            line(node.entry, f"{indent}{node.function}(){';' if leaf else ' {'}")
+        for child in node.children:
+            draw(child)
+        if node.exit is not None:
+            line(node.exit, f"{indent}}}")
+
+    for root in build_call_tree(journey):
+        draw(root)
     return lines
 
 
