@@ -1,15 +1,17 @@
 /*
  * ipft-tui: the BPF side, compiled by bcc.
  *
- * Every probe calls ipft_sample() with the skb it saw. The skb's mark is read
- * at IPFT_SKB_MARK_OFFSET, which the loader takes from the running kernel's
- * BTF: the headers bcc compiles against may belong to another kernel.
+ * Every probe calls ipft_sample() with the skb it saw. Kernel memory is read at
+ * offsets from the running kernel's BTF (IPFT_OFF_* in the generated layout
+ * header the loader puts in front of this file): the headers bcc compiles
+ * against may belong to another kernel.
  *
- * The loader appends the probe entry points (see ipft_tui/tracing/program.py)
- * and defines:
- *   IPFT_SKB_MARK_OFFSET  byte offset of sk_buff.mark
+ * The loader appends the probe entry points (ipft_tui/tracing/backends.py) and
+ * may define:
  *   IPFT_RINGBUF_PAGES    ring buffer size in pages (ring buffer mode)
  *   IPFT_PERF_BUFFER      use a perf buffer instead of the ring buffer
+ *   IPFT_WITH_META        add device, namespace and packet headers to each event
+ *   IPFT_MODULE           an extension's module() is compiled in; its 64 bytes travel along
  */
 
 struct ipft_config {
@@ -19,14 +21,37 @@ struct ipft_config {
     u32 _pad;
 };
 
-/* Keep in sync with EVENT_FORMAT in ipft_tui/tracing/program.py. */
+/* What the packet looked like at this probe (IPFT_WITH_META). */
+struct ipft_meta {
+    u32 ifindex;
+    u32 netns;        /* inode of the device's network namespace */
+    u32 len;          /* skb->len */
+    u16 l3_proto;     /* ETH_P_*, host order */
+    u8 l4_proto;      /* IPPROTO_* */
+    u8 icmp_type;
+    u8 saddr[16];     /* IPv4 in the first 4 bytes */
+    u8 daddr[16];
+    u16 sport;        /* host order */
+    u16 dport;
+    char ifname[16];
+    u32 _pad;
+};
+
+/* Keep in sync with event_format() in ipft_tui/tracing/program.py. */
 struct ipft_event {
     u64 packet_id;     /* skb address */
     u64 timestamp;     /* bpf_ktime_get_ns() */
     u32 probe_id;      /* index into the loader's probe table */
     u32 processor_id;
     u8 is_return;
-    u8 _pad[7];
+    u8 _pad[3];
+    u32 drop_reason;   /* enum skb_drop_reason where the probe has one, else 0 */
+#ifdef IPFT_WITH_META
+    struct ipft_meta meta;
+#endif
+#ifdef IPFT_MODULE
+    u8 data[64];       /* filled by the extension's module() */
+#endif
 };
 
 /* A probe id with this bit set: the probe is a call entry whose return is traced too. */
@@ -54,8 +79,15 @@ BPF_TABLE("lru_hash", struct ipft_call_key, struct ipft_call_stack, calls, 8192)
 
 #ifdef IPFT_PERF_BUFFER
 BPF_PERF_OUTPUT(events);
+/* The event is built here: too large for the BPF stack with an extension's data. */
+BPF_PERCPU_ARRAY(scratch, struct ipft_event, 1);
 #else
 BPF_RINGBUF_OUTPUT(events, IPFT_RINGBUF_PAGES);
+#endif
+
+#ifdef IPFT_MODULE
+/* The extension defines it after this file; this declaration makes it static and inlined. */
+static __always_inline int module(void *ctx, struct sk_buff *skb, u8 data[64]);
 #endif
 
 static __always_inline void ipft_count_lost(void)
@@ -66,16 +98,90 @@ static __always_inline void ipft_count_lost(void)
         (*count)++;
 }
 
-static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_return)
+#ifdef IPFT_WITH_META
+static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
+{
+    void *dev = NULL, *net = NULL;
+    unsigned char *head = NULL;
+    u16 nh = 0, th = 0, proto = 0;
+    unsigned char *l4 = NULL;
+
+    bpf_probe_read_kernel(&m->len, 4, (char *)skb + IPFT_OFF_sk_buff_len);
+    bpf_probe_read_kernel(&dev, 8, (char *)skb + IPFT_OFF_sk_buff_dev);
+    if (dev) {
+        bpf_probe_read_kernel(&m->ifindex, 4, (char *)dev + IPFT_OFF_net_device_ifindex);
+        bpf_probe_read_kernel(&m->ifname, 16, (char *)dev + IPFT_OFF_net_device_name);
+        bpf_probe_read_kernel(&net, 8, (char *)dev + IPFT_OFF_net_device_nd_net_net);
+        if (net)
+            bpf_probe_read_kernel(&m->netns, 4, (char *)net + IPFT_OFF_net_ns_inum);
+    }
+    bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    bpf_probe_read_kernel(&nh, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
+    bpf_probe_read_kernel(&th, 2, (char *)skb + IPFT_OFF_sk_buff_transport_header);
+    bpf_probe_read_kernel(&proto, 2, (char *)skb + IPFT_OFF_sk_buff_protocol);
+    m->l3_proto = __builtin_bswap16(proto);
+    if (!head || nh == 0xffff)
+        return;
+
+    if (m->l3_proto == 0x0800) {
+        u8 ip[20] = {};
+        if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh) || (ip[0] >> 4) != 4)
+            return;
+        m->l4_proto = ip[9];
+        __builtin_memcpy(m->saddr, ip + 12, 4);
+        __builtin_memcpy(m->daddr, ip + 16, 4);
+        /* Before the IP layer has run, the transport header is not set yet. */
+        l4 = (th != 0xffff && th > nh) ? head + th : head + nh + (ip[0] & 0xf) * 4;
+    } else if (m->l3_proto == 0x86DD) {
+        u8 ip6[40] = {};
+        if (bpf_probe_read_kernel(ip6, sizeof(ip6), head + nh) || (ip6[0] >> 4) != 6)
+            return;
+        m->l4_proto = ip6[6];
+        __builtin_memcpy(m->saddr, ip6 + 8, 16);
+        __builtin_memcpy(m->daddr, ip6 + 24, 16);
+        l4 = (th != 0xffff && th > nh) ? head + th : head + nh + 40;
+    } else {
+        return;
+    }
+    if (m->l4_proto == 6 || m->l4_proto == 17 || m->l4_proto == 132) {
+        u16 ports[2] = {};
+        bpf_probe_read_kernel(ports, sizeof(ports), l4);
+        m->sport = __builtin_bswap16(ports[0]);
+        m->dport = __builtin_bswap16(ports[1]);
+    } else if (m->l4_proto == 1 || m->l4_proto == 58) {
+        bpf_probe_read_kernel(&m->icmp_type, 1, l4);
+    }
+}
+#endif
+
+static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u32 probe_id,
+                                      u8 is_return, u32 reason)
+{
+    ev->packet_id = (u64)skb;
+    ev->timestamp = bpf_ktime_get_ns();
+    ev->probe_id = probe_id;
+    ev->processor_id = bpf_get_smp_processor_id();
+    ev->is_return = is_return;
+    ev->drop_reason = reason;
+#ifdef IPFT_WITH_META
+    ipft_read_meta(skb, &ev->meta);
+#endif
+}
+
+static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_return, u32 reason)
 {
 #ifdef IPFT_PERF_BUFFER
-    struct ipft_event ev = {};
-    ev.packet_id = (u64)skb;
-    ev.timestamp = bpf_ktime_get_ns();
-    ev.probe_id = probe_id;
-    ev.processor_id = bpf_get_smp_processor_id();
-    ev.is_return = is_return;
-    if (events.perf_submit(ctx, &ev, sizeof(ev)))
+    u32 zero = 0;
+    struct ipft_event *ev = scratch.lookup(&zero);
+    if (!ev)
+        return;
+    __builtin_memset(ev, 0, sizeof(*ev));
+    ipft_fill(ev, skb, probe_id, is_return, reason);
+#ifdef IPFT_MODULE
+    if (module(ctx, skb, ev->data))
+        return;
+#endif
+    if (events.perf_submit(ctx, ev, sizeof(*ev)))
         ipft_count_lost();
 #else
     struct ipft_event *ev = events.ringbuf_reserve(sizeof(struct ipft_event));
@@ -83,11 +189,14 @@ static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_
         ipft_count_lost();
         return;
     }
-    ev->packet_id = (u64)skb;
-    ev->timestamp = bpf_ktime_get_ns();
-    ev->probe_id = probe_id;
-    ev->processor_id = bpf_get_smp_processor_id();
-    ev->is_return = is_return;
+    __builtin_memset(ev, 0, sizeof(*ev));
+    ipft_fill(ev, skb, probe_id, is_return, reason);
+#ifdef IPFT_MODULE
+    if (module(ctx, skb, ev->data)) {
+        events.ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+        return;
+    }
+#endif
     /* No wakeup: the collector polls, which costs the traced traffic less. */
     events.ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
 #endif
@@ -109,6 +218,7 @@ static __always_inline void ipft_push_call(u32 probe_id, void *skb)
     struct ipft_call_stack *stack = calls.lookup_or_try_init(&key, &fresh);
     if (!stack)
         return;
+    /* Constant indexes: the verifier cannot bound a computed one here. */
     switch (stack->depth) {
     case 0: stack->skb[0] = (u64)skb; break;
     case 1: stack->skb[1] = (u64)skb; break;
@@ -120,7 +230,7 @@ static __always_inline void ipft_push_call(u32 probe_id, void *skb)
 }
 
 /* A probe saw an skb: report it when its mark matches. */
-static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe)
+static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reason)
 {
     u32 zero = 0, mark = 0;
     u32 probe_id = probe & ~IPFT_TRACK_CALL;
@@ -128,11 +238,11 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe)
 
     if (!cfg || !skb)
         return 0;
-    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_SKB_MARK_OFFSET))
+    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
         return 0;
     if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
         return 0;
-    ipft_emit(ctx, skb, probe_id, 0);
+    ipft_emit(ctx, skb, probe_id, 0, reason);
     if ((probe & IPFT_TRACK_CALL) && cfg->graph)
         ipft_push_call(probe_id, skb);
     return 0;
@@ -150,7 +260,6 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
         return 0;
     depth -= 1;
     u64 skb;
-    /* Constant indexes: the verifier cannot bound a computed one here. */
     switch (depth) {
     case 0: skb = stack->skb[0]; break;
     case 1: skb = stack->skb[1]; break;
@@ -160,6 +269,6 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
     stack->depth = depth;
     if (depth == 0)
         calls.delete(&key);
-    ipft_emit(ctx, (void *)skb, probe_id, 1);
+    ipft_emit(ctx, (void *)skb, probe_id, 1, 0);
     return 0;
 }

@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TUI: also write every sample to FILE as JSON lines")
     p.add_argument("--max-packets", default="10000",
                    help="TUI: packets kept; the oldest are evicted and counted (default 10000)")
+    p.add_argument("--output-tuple", action="store_true",
+                   help="-o json: add device, namespace and packet header fields (ifname, netns, "
+                        "saddr, daddr, sport, dport, ...)")
+    p.add_argument("--split-on-free", action="store_true",
+                   help="-o aggregate: end a journey where its skb is freed (the kernel reuses "
+                        "skb addresses); default: group by address like ipftrace2")
+    p.add_argument("--drops-only", action="store_true",
+                   help="-o aggregate: print only the journeys of dropped packets")
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
@@ -84,6 +92,7 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         perf_sample_period=parse_positive(args.perf_sample_period, "--perf-sample-period"),
         perf_wakeup_events=parse_positive(args.perf_wakeup_events, "--perf-wakeup-events"),
         ringbuf_pages=pages,
+        meta=bool(getattr(args, "output_tuple", False)),
     )
 
 
@@ -108,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise IpftError(f"--probe-server-port {probe_port} is not a TCP port")
             if args.script:
                 raise IpftError("-s/--script: Lua extension scripts are not available yet")
+            if args.drops_only and args.output != "aggregate":
+                raise IpftError("--drops-only needs -o aggregate (JSON streams samples before "
+                                "it is known whether the packet will be dropped)")
             from .headless import run_headless  # noqa: PLC0415
             return run_headless(settings, args, probe_port)
         from .tui.run import run_tui  # noqa: PLC0415

@@ -23,7 +23,8 @@ from .kernel.headers import find_headers, HeadersError
 from .model import Sample
 from .settings import TraceSettings, select
 from .tracing import backends
-from .tracing.program import EVENT_FORMAT, ProgramSpec, compile_program
+from .tracing.decode import make_decoder
+from .tracing.program import ProgramSpec, compile_program
 
 POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
 STATUS_INTERVAL = 0.25  # s between reads of the kernel-side lost counter
@@ -148,9 +149,13 @@ class Collector:
         name = choose_backend(s.backend, self.kernel.capabilities)
         self.backend = backends.make_backend(name, self.kernel, self.kernel.capabilities)
         selected = select(self.candidate_names(), s.regex)
-        spec = ProgramSpec(mark_offset=self.kernel.skb_layout.mark_offset,
+        spec = ProgramSpec(layout_header=self.kernel.layout_header,
                            entry_points=self.backend.entry_points(),
-                           perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages)
+                           perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
+                           meta=s.meta, module_source=s.module_source)
+        self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
+        self._decode = make_decoder(self.candidate_names(), self.kernel.drop_reasons,
+                                    spec.meta, spec.module_source is not None)
         self._bpf = compile_program(spec)
         self._write_config()
         self._open_buffer()
@@ -171,7 +176,7 @@ class Collector:
         else:
             from .tracing.ringbuf import RingBufReader  # noqa: PLC0415
             self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
-                                         EVENT_FORMAT)
+                                         self._event.format[len("<I4x"):])
 
     def _write_config(self) -> None:
         s = self.settings
@@ -214,16 +219,15 @@ class Collector:
                               filtered=filtered, attaching=False)
 
     def _loop(self) -> None:
-        names = self.candidate_names()
         next_status = time.monotonic()
         while True:
-            delivered = self._drain(names)
+            delivered = self._drain()
             try:
                 command, arg = self._commands.get(timeout=0 if delivered else POLL_INTERVAL)
             except queue.Empty:
                 command = None
             if command == "stop":
-                self._drain(names)
+                self._drain()
                 return
             if command:
                 self._execute(command, arg)
@@ -232,11 +236,9 @@ class Collector:
                 next_status = now + STATUS_INTERVAL
                 self.status = replace(self.status, lost=self._read_lost())
 
-    def _drain(self, names: list[str]) -> int:
+    def _drain(self) -> int:
         if self._reader is not None:
-            records = self._reader.read()
-            samples = [Sample(pid, ts, cpu, names[probe], bool(ret))
-                       for _len, pid, ts, probe, cpu, ret in records]
+            samples = self._decode(self._reader.read())
         else:
             self._bpf.perf_buffer_poll(timeout=0)
             samples, self._pending = self._pending, []
@@ -245,11 +247,9 @@ class Collector:
             self._sink(samples)
         return len(samples)
 
-    _EVENT = struct.Struct("<" + EVENT_FORMAT)
-
     def _on_perf_event(self, _cpu, data, size) -> None:
-        pid, ts, probe, cpu, ret = self._EVENT.unpack(ctypes.string_at(data, self._EVENT.size))
-        self._pending.append(Sample(pid, ts, cpu, self.backend.candidates[probe].name, bool(ret)))
+        raw = ctypes.string_at(data, self._event.size - 8)
+        self._pending.extend(self._decode([self._event.unpack(bytes(8) + raw)]))
 
     def _on_perf_lost(self, count) -> None:
         self._perf_lost += count

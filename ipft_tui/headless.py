@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 
+from .batching import SampleBuffer
 from .cli import require_root
 from .collector import Collector, Status, choose_backend
 from .errors import IpftError
@@ -160,15 +161,19 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
     if not args.no_set_rlimit:
         raise_rlimits(args.verbose)
     if args.output == "json":
-        output = JsonOutput(sys.stdout)
+        output = JsonOutput(sys.stdout, with_tuple=args.output_tuple)
     else:
-        output = AggregateOutput(sys.stdout, settings.tracer, progress=err)
+        output = AggregateOutput(sys.stdout, settings.tracer, progress=err,
+                                 split_on_free=args.split_on_free, drops_only=args.drops_only)
+    # The collector only decodes; formatting (and an extension's dump) happens here,
+    # in the main thread, so the collector keeps draining the kernel's buffer.
+    buffer = SampleBuffer()
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
-    collector = Collector(settings, output.write, kernel=kernel,
+    collector = Collector(settings, buffer.put, kernel=kernel,
                           on_progress=lambda st: err(attach_line(st)), on_notice=notices)
     server = None
     demo = None
@@ -194,7 +199,8 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
             demo = DemoTraffic(settings.mark).__enter__()
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
-        while not stop.wait(0.2):
+        while not stop.wait(0.05):
+            output.write(buffer.drain())
             if not collector.running:
                 break
     finally:
@@ -207,12 +213,15 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():
         raise collector.error
+    output.write(buffer.drain())
     if isinstance(output, AggregateOutput):
         err("\n")
     output.finish()
     lost = collector.status.lost
     if lost:
         err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")
+    if buffer.dropped:
+        err(f"Dropped {buffer.dropped} samples: output could not keep up\n")
     if collector.error:
         err(f"ipft-tui: error: {collector.error}\n")
         return 1

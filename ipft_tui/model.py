@@ -8,6 +8,39 @@ from typing import NamedTuple
 FieldValue = str | int
 
 
+class Meta(NamedTuple):
+    """Where the packet was and what it looked like at one probe."""
+
+    ifindex: int
+    ifname: str
+    netns: int  # network namespace inode
+    length: int
+    l3_proto: int  # ETH_P_*
+    l4_proto: int  # IPPROTO_*
+    saddr: str  # '' when not IP
+    daddr: str
+    sport: int
+    dport: int
+    icmp_type: int
+
+
+L4_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
+
+
+def flow_text(meta: Meta | None) -> str:
+    """One-line flow summary, e.g. 'udp 192.0.2.1:5000 > 192.0.2.2:7777'."""
+    if meta is None or not meta.saddr:
+        return ""
+    proto = L4_NAMES.get(meta.l4_proto, f"proto {meta.l4_proto}")
+    if meta.l4_proto in (6, 17, 132):
+        src = f"[{meta.saddr}]:{meta.sport}" if ":" in meta.saddr else f"{meta.saddr}:{meta.sport}"
+        dst = f"[{meta.daddr}]:{meta.dport}" if ":" in meta.daddr else f"{meta.daddr}:{meta.dport}"
+        return f"{proto} {src} > {dst}"
+    if meta.l4_proto in (1, 58):
+        return f"{proto} {meta.saddr} > {meta.daddr} type {meta.icmp_type}"
+    return f"{proto} {meta.saddr} > {meta.daddr}"
+
+
 class Sample(NamedTuple):
     """One probe hit for one marked skb."""
 
@@ -16,7 +49,18 @@ class Sample(NamedTuple):
     processor_id: int
     function: str
     is_return: bool = False
-    fields: dict[str, FieldValue] | None = None  # from an extension script
+    fields: dict[str, FieldValue] | None = None  # from an extension
+    drop_reason: str | None = None  # named from the kernel's enum skb_drop_reason
+    meta: Meta | None = None
+    data: bytes | None = None  # an extension's raw 64 bytes, until decoded into fields
+
+
+NOT_DROPS = frozenset({"NOT_DROPPED_YET", "CONSUMED"})
+
+
+def is_drop(sample: Sample) -> bool:
+    """The skb was freed as a drop (kfree_skb with a real drop reason)."""
+    return sample.drop_reason is not None and sample.drop_reason not in NOT_DROPS
 
 
 def packet_id_text(packet_id: int) -> str:
@@ -43,7 +87,7 @@ FREE_FUNCTIONS = frozenset({
 class Packet:
     """One journey: the samples of one skb between its allocation and its free."""
 
-    __slots__ = ("key", "packet_id", "samples", "cpus", "functions", "freed")
+    __slots__ = ("key", "packet_id", "samples", "cpus", "functions", "freed", "drop_reason", "meta")
 
     def __init__(self, key: int, packet_id: int):
         self.key = key  # unique within a PacketStore; packet ids are recycled
@@ -52,6 +96,8 @@ class Packet:
         self.cpus: set[int] = set()
         self.functions: set[str] = set()
         self.freed = False
+        self.drop_reason: str | None = None
+        self.meta: Meta | None = None  # the first sample's that had headers: the flow
 
     def add(self, sample: Sample) -> None:
         samples = self.samples
@@ -64,6 +110,10 @@ class Packet:
         self.functions.add(sample.function)
         if sample.function in FREE_FUNCTIONS and not sample.is_return:
             self.freed = True
+        if is_drop(sample):
+            self.drop_reason = sample.drop_reason
+        if self.meta is None and sample.meta is not None and sample.meta.saddr:
+            self.meta = sample.meta
 
     @property
     def first(self) -> Sample:
@@ -132,6 +182,9 @@ class PacketStore:
             if self._current.get(packet.packet_id) is packet:
                 del self._current[packet.packet_id]
         self.evicted += excess
+
+    def journeys(self) -> list[list[Sample]]:
+        return [p.samples for p in self.packets.values()]
 
     def with_function(self, function: str) -> list[Packet]:
         return [p for p in self.packets.values() if function in p.functions]

@@ -24,6 +24,8 @@ class TraceSettings:
     perf_sample_period: int = 1
     perf_wakeup_events: int = 1
     ringbuf_pages: int = 1024
+    meta: bool = False  # read device, namespace and packet headers in BPF
+    module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
 
 
 def parse_u32(text: str, what: str) -> int:

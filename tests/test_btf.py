@@ -6,7 +6,9 @@ import time
 import pytest
 
 from ipft_tui.kernel import btf as K
-from ipft_tui.kernel.targets import SkbLayout, skb_functions, skb_tracepoints, load_kernel_btf
+from ipft_tui.kernel.layout import drop_reasons, layout_header
+from ipft_tui.kernel.targets import (check_skb_mark, load_kernel_btf, skb_functions, skb_tracepoints,
+                                     tracepoint_returns)
 from tests.btf_builder import BTFBuilder
 
 
@@ -58,12 +60,18 @@ def test_parses_types_and_strings():
 def test_members_flatten_anonymous_unions_and_bitfields():
     data, ids = small_kernel()
     members = K.BTF(data).members(ids["sk_buff"])
-    assert members["mark"] == K.Member("mark", 128, 0, 4)
+    assert members["mark"] == K.Member("mark", 128, 0, 4, ids["u32"])
     assert members["mark"].offset == 16
     assert members["reserved_tailroom"].offset == 16
     assert members["len"].offset == 20
-    assert members["flag_b"] == K.Member("flag_b", 192 + 1, 3, 4)
-    assert SkbLayout.from_btf(K.BTF(data)).mark_offset == 16
+    assert members["flag_b"] == K.Member("flag_b", 192 + 1, 3, 4, ids["u32"])
+    check_skb_mark(K.BTF(data))
+    header = layout_header(K.BTF(data))
+    assert "#define IPFT_OFF_sk_buff_mark 16\n" in header
+    assert "#define IPFT_OFF_sk_buff_reserved_tailroom 16\n" in header
+    assert "#define IPFT_OFF_sk_buff_len 20\n" in header
+    assert "flag_b" not in header  # bitfields have no byte offset
+    assert "#define IPFT_SIZE_sk_buff 24\n" in header
 
 
 def test_skb_functions_positions_and_exclusions():
@@ -76,6 +84,38 @@ def test_skb_tracepoints_index_skips_hidden_data_argument():
     data, _ = small_kernel()
     tps = skb_tracepoints([K.BTF(data)])
     assert [(t.name, t.skb_pos, t.kind) for t in tps] == [("tcp_probe", 1, "tracepoint")]
+
+
+def test_member_path_through_embedded_structs():
+    b = BTFBuilder()
+    u32 = b.int_("unsigned int", 4)
+    inner = b.struct("ns_common", 8, [("count", u32, 0), ("inum", u32, 32)])
+    outer = b.struct("net", 16, [("x", u32, 0), ("ns", inner, 64)])
+    blob = K.BTF(b.build())
+    assert blob.member_path("net", "ns.inum").offset == 12
+    with pytest.raises(K.BTFError, match="no member 'nope'"):
+        blob.member_path("net", "ns.nope")
+    with pytest.raises(K.BTFError, match="not inside a struct"):
+        blob.member_path("net", "x.y")
+    assert outer
+
+
+def test_tracepoint_drop_reason_position():
+    b = BTFBuilder()
+    u32 = b.int_("unsigned int", 4)
+    skb_ptr = b.ptr(b.struct("sk_buff", 4, [("mark", u32, 0)]))
+    reason = b.enum("skb_drop_reason", [("SKB_DROP_REASON_NO_SOCKET", 3)])
+    void_ptr = b.ptr(0)
+    b.typedef("btf_trace_kfree_skb", b.ptr(b.proto(0, [("__data", void_ptr), ("skb", skb_ptr),
+                                                      ("location", void_ptr), ("reason", reason)])))
+    b.typedef("btf_trace_x_entry", b.ptr(b.proto(0, [("__data", void_ptr), ("skb", skb_ptr)])))
+    b.typedef("btf_trace_x_exit", b.ptr(b.proto(0, [("__data", void_ptr), ("ret", u32)])))
+    blob = K.BTF(b.build())
+    tps = {t.name: t for t in skb_tracepoints([blob])}
+    assert (tps["kfree_skb"].skb_pos, tps["kfree_skb"].reason_pos) == (0, 2)
+    assert tps["x_entry"].reason_pos == -1
+    assert tracepoint_returns([blob], list(tps.values())) == {"x_entry": "x_exit"}
+    assert drop_reasons(blob) == {3: "NO_SOCKET"}
 
 
 def test_enum_values():
@@ -128,11 +168,16 @@ def test_real_vmlinux_is_parsed_fast_and_makes_sense():
     assert names["ip_rcv"].skb_pos == 1
     assert names["ip_local_deliver"].skb_pos == 1
     tps = {t.name: t.skb_pos for t in tracepoints}
+    tps_full = {t.name: t for t in tracepoints}
     assert tps["kfree_skb"] == 0 and tps["net_dev_queue"] == 0
     assert tps["qdisc_enqueue"] == 2  # (qdisc, txq, skb)
     vmlinux = blobs[0]
     skb = vmlinux.find(K.STRUCT, "sk_buff")
-    layout = SkbLayout.from_btf(vmlinux)
-    assert 0 < layout.mark_offset < vmlinux.size_of(skb)
-    reasons = vmlinux.enum_values(vmlinux.find(K.ENUM, "skb_drop_reason"))
-    assert reasons[0] == "SKB_NOT_DROPPED_YET"
+    mark = vmlinux.members(skb)["mark"]
+    assert 0 < mark.offset < vmlinux.size_of(skb)
+    assert f"#define IPFT_OFF_sk_buff_mark {mark.offset}\n" in layout_header(vmlinux)
+    assert vmlinux.member_path("net_device", "nd_net.net").byte_size == 8
+    reasons = drop_reasons(vmlinux)
+    assert reasons[0] == "NOT_DROPPED_YET" and "NO_SOCKET" in reasons.values()
+    assert tps_full["kfree_skb"].reason_pos == 2  # (skb, location, reason, ...)
+    assert tracepoint_returns(blobs, tracepoints)["netif_receive_skb_entry"] == "netif_receive_skb_exit"

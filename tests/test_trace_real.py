@@ -23,7 +23,9 @@ def journeys_from_json(text: str) -> dict[str, list[dict]]:
     packets: dict[str, list[dict]] = {}
     for line in text.splitlines():
         obj = json.loads(line)
-        assert list(obj) == ["packet_id", "timestamp", "processor_id", "function", "is_return"]
+        keys = ["packet_id", "timestamp", "processor_id", "function", "is_return"]
+        # ipftrace2's keys, in its order; only samples of kfree_skb add the drop reason.
+        assert list(obj) == keys + (["drop_reason"] if obj["function"] == "kfree_skb" else [])
         assert re.fullmatch(r"0x[0-9a-f]+", obj["packet_id"])
         packets.setdefault(obj["packet_id"], []).append(obj)
     return packets
@@ -65,6 +67,8 @@ def test_json_journeys_of_marked_traffic(veth, trace_process, nothing_left_behin
     assert every.count("net_dev_start_xmit") >= 9
     assert every.count("kfree_skb") >= 6  # 3 over veth + 3 local, all to a closed port
     assert every.count("consume_skb") >= 3  # echo requests, consumed in B
+    reasons = [s["drop_reason"] for j in packets.values() for s in j if s["function"] == "kfree_skb"]
+    assert reasons and set(reasons) == {"NO_SOCKET"}  # UDP to a closed port
     journeys = list(names.values())
     # veth: transmitted in A, dropped in B (closed port)
     assert any(in_order(n, "net_dev_queue", "net_dev_start_xmit", "icmp_send", "kfree_skb")

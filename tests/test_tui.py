@@ -44,7 +44,7 @@ async def test_selecting_a_packet_shows_its_journey_and_details():
         await pilot.press("down")
         packet = app.store.packets[app.query_one(PacketTable).selected_key()]
         tree = app.query_one(JourneyTree)
-        assert [line.split()[-1] for line in labels(tree)[1:]] == [s.function for s in packet.samples]
+        assert [line.split()[2] for line in labels(tree)[1:]] == [s.function for s in packet.samples]
         await pilot.press("enter")
         assert tree.has_focus
         await pilot.press("down", "down")
@@ -243,3 +243,23 @@ async def test_help_screen_and_command_palette():
         for title in ("Mark / mask", "Function regex", "Toggle tracer", "Backend",
                       "Find packets by function", "Pause display"):
             assert title in titles
+
+
+async def test_drops_only_and_drop_reasons_in_the_journey():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        dropped = [p for p in app.store.packets.values() if p.drop_reason]
+        assert {p.drop_reason for p in dropped} >= {"NO_SOCKET", "NETFILTER_DROP"}
+        await pilot.press("d")
+        table = app.query_one(PacketTable)
+        assert table.row_count == len(dropped) < len(app.store.packets)
+        await pilot.press("g", "enter")
+        packet = app.store.packets[table.selected_key()]
+        text = labels(app.query_one(JourneyTree))
+        assert any(f"kfree_skb {packet.drop_reason}" in line for line in text)
+        assert any("@" in line and "ns:" in line for line in text)  # where the packet was
+        assert "udp 192.0.2.1:" in table.get_row_at(0)[7].plain or \
+            "tcp 192.0.2.1:" in table.get_row_at(0)[7].plain
+        await pilot.press("d")
+        assert table.row_count == len(app.store.packets)

@@ -6,7 +6,8 @@ import os
 from functools import cached_property
 
 from . import btf as btfmod
-from .targets import (SkbLayout, Target, load_kernel_btf, skb_functions, skb_tracepoints,
+from .layout import drop_reasons, layout_header
+from .targets import (Target, check_skb_mark, load_kernel_btf, skb_functions, skb_tracepoints,
                       tracepoint_returns)
 
 
@@ -34,8 +35,14 @@ class Kernel:
         return tracepoint_returns(self.btf, self.tracepoints)
 
     @cached_property
-    def skb_layout(self) -> SkbLayout:
-        return SkbLayout.from_btf(self.btf[0])
+    def layout_header(self) -> str:
+        """C #defines of struct offsets for BPF code (see layout.py)."""
+        check_skb_mark(self.btf[0])
+        return layout_header(self.btf[0])
+
+    @cached_property
+    def drop_reasons(self) -> dict[int, str]:
+        return drop_reasons(self.btf[0])
 
     @cached_property
     def capabilities(self):

@@ -39,6 +39,7 @@ class Member:
     bit_offset: int
     bit_size: int  # 0 unless it is a bitfield
     byte_size: int  # size of the member's type
+    type_id: int = 0
 
     @property
     def offset(self) -> int:
@@ -206,7 +207,26 @@ class BTF:
             if not name and self.kind(inner) in (STRUCT, UNION):
                 self._collect_members(inner, base_bits + bit_offset, out)
             elif name and name not in out:
-                out[name] = Member(name, base_bits + bit_offset, bit_size, self.size_of(inner))
+                out[name] = Member(name, base_bits + bit_offset, bit_size, self.size_of(inner), inner)
+
+    def member_path(self, struct_name: str, path: str) -> Member:
+        """The member at `a.b.c` inside struct `struct_name` (embedded structs only,
+        no pointers), with its offset from the start of the outer struct."""
+        type_id = self.find(STRUCT, struct_name) or self.find(UNION, struct_name)
+        if not type_id:
+            raise BTFError(f"struct {struct_name} is not in the kernel's BTF")
+        bits = 0
+        member = None
+        for part in path.split("."):
+            if member is not None:
+                type_id = member.type_id
+            if self.kind(type_id) not in (STRUCT, UNION):
+                raise BTFError(f"{struct_name}.{path}: {part!r} is not inside a struct")
+            member = self.members(type_id).get(part)
+            if member is None:
+                raise BTFError(f"{struct_name}.{path}: no member {part!r} in this kernel")
+            bits += member.bit_offset
+        return Member(path, bits, member.bit_size, member.byte_size, member.type_id)
 
     def _kflag_of(self, type_id: int) -> bool:
         btf = self._owner(type_id)

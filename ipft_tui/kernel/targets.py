@@ -27,6 +27,7 @@ class Target:
     skb_pos: int
     module: str = "vmlinux"
     kind: str = "function"  # "function" or "tracepoint"
+    reason_pos: int = -1  # same numbering as skb_pos, of an `enum skb_drop_reason` argument
 
 
 def load_kernel_btf(btf_dir: str = BTF_DIR) -> list[btfmod.BTF]:
@@ -92,6 +93,11 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
     return sorted(found.values())
 
 
+def _is_drop_reason(blob: btfmod.BTF, type_id: int) -> bool:
+    target = blob.strip(type_id)
+    return blob.kind(target) in (btfmod.ENUM, btfmod.ENUM64) and blob.name(target) == "skb_drop_reason"
+
+
 def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
     """Every raw tracepoint whose arguments include a `struct sk_buff *`."""
     found: dict[str, Target] = {}
@@ -110,11 +116,13 @@ def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
             if blob.kind(proto) != btfmod.FUNC_PROTO:
                 continue
             # Parameter 1 is the hidden `void *__data`; raw tracepoint args start after it.
-            for pos, (_pname, ptype) in enumerate(blob.params(proto)[1:]):
-                if cache.is_skb(ptype):
-                    tp = name[len(TRACEPOINT_PREFIX):]
-                    found.setdefault(tp, Target(tp, pos, blob.label, "tracepoint"))
-                    break
+            params = blob.params(proto)[1:]
+            skb_pos = next((i for i, (_n, t) in enumerate(params) if cache.is_skb(t)), None)
+            if skb_pos is None:
+                continue
+            reason_pos = next((i for i, (_n, t) in enumerate(params) if _is_drop_reason(blob, t)), -1)
+            tp = name[len(TRACEPOINT_PREFIX):]
+            found.setdefault(tp, Target(tp, skb_pos, blob.label, "tracepoint", reason_pos))
     return sorted(found.values())
 
 
@@ -133,19 +141,11 @@ def tracepoint_returns(blobs: list[btfmod.BTF], tracepoints: list[Target]) -> di
     return pairs
 
 
-@dataclass(frozen=True)
-class SkbLayout:
-    """Where the running kernel keeps the sk_buff fields the BPF side reads."""
-
-    mark_offset: int
-
-    @classmethod
-    def from_btf(cls, vmlinux: btfmod.BTF) -> SkbLayout:
-        skb = vmlinux.find(btfmod.STRUCT, "sk_buff")
-        if not skb:
-            raise btfmod.BTFError("struct sk_buff is not in the kernel's BTF")
-        members = vmlinux.members(skb)
-        mark = members.get("mark")
-        if mark is None or mark.bit_size or mark.byte_size != 4:
-            raise btfmod.BTFError("struct sk_buff has no 32-bit 'mark' member in this kernel's BTF")
-        return cls(mark_offset=mark.offset)
+def check_skb_mark(vmlinux: btfmod.BTF) -> None:
+    """ipft-tui filters on sk_buff.mark: it must be a plain 32-bit member."""
+    skb = vmlinux.find(btfmod.STRUCT, "sk_buff")
+    if not skb:
+        raise btfmod.BTFError("struct sk_buff is not in the kernel's BTF")
+    mark = vmlinux.members(skb).get("mark")
+    if mark is None or mark.bit_size or mark.byte_size != 4:
+        raise btfmod.BTFError("struct sk_buff has no 32-bit 'mark' member in this kernel's BTF")

@@ -7,23 +7,25 @@ line followed by its samples in timestamp order.
 from __future__ import annotations
 
 from ..calltree import CallNode, build_call_tree
-from ..model import Sample, group_by_packet
+from ..model import PacketStore, Sample, group_by_packet, is_drop
 
 HEADER = f"{'Timestamp':<20} {'CPU':>3.3} {'Function':>32.32}"
 
 
-def _fields_suffix(sample: Sample) -> str:
-    return "( " + "".join(f"{k}: {v} " for k, v in sample.fields.items()) + ")"
+def _suffix(sample: Sample, with_fields: bool) -> str:
+    """ipftrace2's `( key: value ... )` after a line: script fields, and the drop
+    reason on the samples that carry one."""
+    items = list(sample.fields.items()) if with_fields and sample.fields else []
+    if sample.drop_reason is not None:
+        items.append(("drop_reason", sample.drop_reason))
+    if not items and not with_fields:
+        return ""
+    return " ( " + "".join(f"{k}: {v} " for k, v in items) + ")"
 
 
 def function_lines(journey: list[Sample], with_fields: bool) -> list[str]:
-    lines = []
-    for s in journey:
-        line = f"{s.timestamp:<20} {s.processor_id:03} {s.function:>32.32}"
-        if with_fields:
-            line += " " + _fields_suffix(s) if s.fields is not None else " ( )"
-        lines.append(line)
-    return lines
+    return [f"{s.timestamp:<20} {s.processor_id:03} {s.function:>32.32}{_suffix(s, with_fields)}"
+            for s in journey]
 
 
 def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
@@ -34,10 +36,8 @@ def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
 
     def line(sample: Sample, label: str) -> None:
         # ipftrace2 builds the label in a 64-byte buffer, then prints it as %-64.64s.
-        text = f"{sample.timestamp:<20} {sample.processor_id:03} {label[:63]:<64.64}"
-        if with_fields:
-            text += " " + _fields_suffix(sample) if sample.fields is not None else " ( )"
-        lines.append(text)
+        lines.append(f"{sample.timestamp:<20} {sample.processor_id:03} {label[:63]:<64.64}"
+                     f"{_suffix(sample, with_fields)}")
 
     def draw(node: CallNode) -> None:
         indent = " " * (node.depth * 2)
@@ -54,10 +54,23 @@ def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
     return lines
 
 
-def render(samples: list[Sample], tracer: str = "function", with_fields: bool = False) -> str:
+def journeys_of(samples: list[Sample], split_on_free: bool = False) -> list[list[Sample]]:
+    """ipftrace2 groups by skb address; split_on_free also ends a journey where the
+    skb is freed, since the kernel reuses the address for the next packet."""
+    if not split_on_free:
+        return list(group_by_packet(samples).values())
+    store = PacketStore(max_packets=len(samples) + 1)
+    store.add(samples)
+    return store.journeys()
+
+
+def render(samples: list[Sample], tracer: str = "function", with_fields: bool = False,
+           split_on_free: bool = False, drops_only: bool = False) -> str:
     lines = ["", HEADER]
     format_journey = function_graph_lines if tracer == "function_graph" else function_lines
-    for journey in group_by_packet(samples).values():
+    for journey in journeys_of(samples, split_on_free):
+        if drops_only and not any(is_drop(s) for s in journey):
+            continue
         lines.append("===")
         lines.extend(format_journey(journey, with_fields))
     return "\n".join(lines) + "\n"
@@ -66,10 +79,13 @@ def render(samples: list[Sample], tracer: str = "function", with_fields: bool = 
 class AggregateOutput:
     """Collects samples; prints everything at finish(). Reports a running count on stderr."""
 
-    def __init__(self, stream, tracer: str = "function", with_fields: bool = False, progress=None):
+    def __init__(self, stream, tracer: str = "function", with_fields: bool = False, progress=None,
+                 split_on_free: bool = False, drops_only: bool = False):
         self.stream = stream
         self.tracer = tracer
         self.with_fields = with_fields
+        self.split_on_free = split_on_free
+        self.drops_only = drops_only
         self.samples: list[Sample] = []
         self.progress = progress
 
@@ -79,5 +95,6 @@ class AggregateOutput:
             self.progress(f"\rGot {len(self.samples)} traces")
 
     def finish(self) -> None:
-        self.stream.write(render(self.samples, self.tracer, self.with_fields))
+        self.stream.write(render(self.samples, self.tracer, self.with_fields, self.split_on_free,
+                                 self.drops_only))
         self.stream.flush()

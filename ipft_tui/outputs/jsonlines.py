@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 
-from ..model import Sample, packet_id_text
+from ..model import Meta, Sample, packet_id_text
 
 
-def format_sample(sample: Sample) -> str:
+def format_sample(sample: Sample, with_tuple: bool = False) -> str:
     line = (f'{{"packet_id":"{packet_id_text(sample.packet_id)}","timestamp":{sample.timestamp},'
             f'"processor_id":{sample.processor_id},"function":{json.dumps(sample.function)},'
             f'"is_return":{"true" if sample.is_return else "false"}')
+    if sample.drop_reason is not None:
+        line += f',"drop_reason":{json.dumps(sample.drop_reason)}'
+    if with_tuple and sample.meta is not None:
+        m = sample.meta
+        line += (f',"ifindex":{m.ifindex},"ifname":{json.dumps(m.ifname)},"netns":{m.netns},'
+                 f'"len":{m.length},"l3_proto":{m.l3_proto},"l4_proto":{m.l4_proto},'
+                 f'"saddr":"{m.saddr}","daddr":"{m.daddr}","sport":{m.sport},"dport":{m.dport},'
+                 f'"icmp_type":{m.icmp_type}')
     if sample.fields:
         # Script fields are strings in ipftrace2's JSON, whatever their Lua type.
         line += "".join(f",{json.dumps(k)}:{json.dumps(str(v))}" for k, v in sample.fields.items())
@@ -29,23 +37,37 @@ def parse_line(line: str) -> Sample:
         cpu = int(obj.pop("processor_id"))
         function = str(obj.pop("function"))
         is_return = bool(obj.pop("is_return", False))
+        drop_reason = obj.pop("drop_reason", None)
+        meta = _meta_from(obj) if "ifindex" in obj else None
     except KeyError as exc:
         raise ValueError(f"missing key {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad value: {exc}") from None
     fields = {str(k): v if isinstance(v, (str, int)) else json.dumps(v) for k, v in obj.items()}
-    return Sample(packet, timestamp, cpu, function, is_return, fields or None)
+    return Sample(packet, timestamp, cpu, function, is_return, fields or None,
+                  str(drop_reason) if drop_reason is not None else None, meta)
+
+
+_META_KEYS = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "saddr", "daddr",
+              "sport", "dport", "icmp_type")
+
+
+def _meta_from(obj: dict) -> Meta:
+    values = [obj.pop(k, 0) for k in _META_KEYS]
+    return Meta(int(values[0]), str(values[1]), *(int(v) for v in values[2:6]),
+                str(values[6]), str(values[7]), *(int(v) for v in values[8:]))
 
 
 class JsonOutput:
     """Streams each batch of samples to a text file, flushing per batch."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, with_tuple: bool = False):
         self.stream = stream
+        self.with_tuple = with_tuple
 
     def write(self, samples: list[Sample]) -> None:
         if samples:
-            self.stream.write("".join(format_sample(s) + "\n" for s in samples))
+            self.stream.write("".join(format_sample(s, self.with_tuple) + "\n" for s in samples))
             self.stream.flush()
 
     def finish(self) -> None:

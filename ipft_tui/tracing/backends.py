@@ -37,9 +37,17 @@ class TracepointBackend:
     def _probe_word(self, probe_id: int) -> int:
         return probe_id | (TRACK_CALL if probe_id in self.returns else 0)
 
+    @staticmethod
+    def _shape(target: Target) -> str:
+        return f"arg{target.skb_pos}" + (f"_reason{target.reason_pos}" if target.reason_pos >= 0 else "")
+
+    @staticmethod
+    def _reason(target: Target) -> str:
+        return f"(u32)ctx->args[{target.reason_pos}]" if target.reason_pos >= 0 else "0"
+
     def _entry_name(self, probe_id: int) -> str:
         target = self.candidates[probe_id]
-        return f"ipft_tp_arg{target.skb_pos}" if self.use_cookie else f"ipft_tp_{probe_id}"
+        return f"ipft_tp_{self._shape(target)}" if self.use_cookie else f"ipft_tp_{probe_id}"
 
     def _return_name(self, probe_id: int) -> str:
         return "ipft_tp_return" if self.use_cookie else f"ipft_tp_return_{probe_id}"
@@ -48,15 +56,18 @@ class TracepointBackend:
         ctx = "struct bpf_raw_tracepoint_args *ctx"
         lines = []
         if self.use_cookie:
-            for index in sorted({t.skb_pos for t in self.candidates}):
-                lines.append(f"int ipft_tp_arg{index}({ctx})\n{{ return ipft_sample(ctx, "
-                             f"(void *)ctx->args[{index}], (u32)bpf_get_attach_cookie(ctx)); }}\n")
+            shapes = {self._shape(t): t for t in self.candidates}
+            for shape, t in sorted(shapes.items()):
+                lines.append(f"int ipft_tp_{shape}({ctx})\n{{ return ipft_sample(ctx, "
+                             f"(void *)ctx->args[{t.skb_pos}], (u32)bpf_get_attach_cookie(ctx), "
+                             f"{self._reason(t)}); }}\n")
             lines.append(f"int ipft_tp_return({ctx})\n"
                          f"{{ return ipft_sample_return(ctx, (u32)bpf_get_attach_cookie(ctx)); }}\n")
         else:
             for probe_id, target in enumerate(self.candidates):
                 lines.append(f"int ipft_tp_{probe_id}({ctx})\n{{ return ipft_sample(ctx, "
-                             f"(void *)ctx->args[{target.skb_pos}], {self._probe_word(probe_id)}u); }}\n")
+                             f"(void *)ctx->args[{target.skb_pos}], {self._probe_word(probe_id)}u, "
+                             f"{self._reason(target)}); }}\n")
             for probe_id in self.returns:
                 lines.append(f"int ipft_tp_return_{probe_id}({ctx})\n"
                              f"{{ return ipft_sample_return(ctx, {probe_id}); }}\n")

@@ -8,8 +8,15 @@ from pathlib import Path
 
 from ..errors import IpftError
 
-# struct ipft_event in bpf/ipft.bpf.c: packet_id, timestamp, probe_id, processor_id, is_return
-EVENT_FORMAT = "QQIIB7x"
+# struct ipft_event in bpf/ipft.bpf.c: packet_id, timestamp, probe_id, processor_id,
+# is_return, drop_reason; then struct ipft_meta (IPFT_WITH_META), then 64 bytes (IPFT_MODULE).
+BASE_FORMAT = "QQIIB3xI"
+META_FORMAT = "IIIHBB16s16sHH16s4x"
+MODULE_FORMAT = "64s"
+
+
+def event_format(meta: bool = False, module: bool = False) -> str:
+    return BASE_FORMAT + (META_FORMAT if meta else "") + (MODULE_FORMAT if module else "")
 
 
 def bpf_dir() -> Path:
@@ -23,20 +30,32 @@ def bpf_dir() -> Path:
 
 @dataclass
 class ProgramSpec:
-    mark_offset: int
+    layout_header: str  # IPFT_OFF_* definitions from the running kernel's BTF
     entry_points: str
     perf_buffer: bool = False
     ringbuf_pages: int = 1024
+    meta: bool = False
+    module_source: str | None = None  # an extension's C code defining module()
     defines: dict[str, int] = field(default_factory=dict)
 
     def source(self) -> str:
-        return (bpf_dir() / "ipft.bpf.c").read_text() + "\n" + self.entry_points
+        parts = [self.layout_header, (bpf_dir() / "ipft.bpf.c").read_text()]
+        if self.module_source is not None:
+            parts.append(self.module_source)
+        parts.append(self.entry_points)
+        return "\n".join(parts)
+
+    def event_format(self) -> str:
+        return event_format(self.meta, self.module_source is not None)
 
     def cflags(self) -> list[str]:
-        flags = [f"-DIPFT_SKB_MARK_OFFSET={self.mark_offset}",
-                 f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}"]
+        flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}"]
         if self.perf_buffer:
             flags.append("-DIPFT_PERF_BUFFER=1")
+        if self.meta:
+            flags.append("-DIPFT_WITH_META=1")
+        if self.module_source is not None:
+            flags.append("-DIPFT_MODULE=1")
         flags += [f"-D{k}={v}" for k, v in self.defines.items()]
         # Headers of another kernel version can redefine a few macros bcc also sets.
         flags.append("-Wno-macro-redefined")

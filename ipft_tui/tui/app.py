@@ -42,6 +42,7 @@ class IpftApp(App):
         Binding("t", "toggle_tracer", "Tracer"),
         Binding("b", "choose_backend", "Backend"),
         Binding("f", "find_function", "Find fn"),
+        Binding("d", "toggle_drops", "Drops"),
         Binding("slash", "search", "Search"),
         Binding("n", "search_next", "Next", show=False),
         Binding("F", "toggle_follow", "Follow"),
@@ -64,6 +65,7 @@ class IpftApp(App):
         self.paused = False
         self.pending: list = []
         self.function_filter = ""
+        self.drops_only = False
         self.search_text = ""
         self.ask_mark = ask_mark
         self._rate = 0.0
@@ -144,9 +146,12 @@ class IpftApp(App):
         for row_key in evicted_rows:
             table.remove_row(row_key)
         new_keys = {p.key for p in created}
-        for key in changed - new_keys:
+        for key in sorted(changed - new_keys):
+            packet = self.store.packets[key]
             if str(key) in table.rows:
-                table.refresh_packet(self.store.packets[key], origin)
+                table.refresh_packet(packet, origin)
+            elif self._visible(packet):  # became visible (e.g. dropped, with drops-only on)
+                created.append(packet)
         table.show([p for p in created if self._visible(p)], origin)
         if self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1, animate=False)
@@ -155,6 +160,8 @@ class IpftApp(App):
             self.show_packet(selected)
 
     def _visible(self, packet) -> bool:
+        if self.drops_only and packet.drop_reason is None:
+            return False
         return not self.function_filter or self.function_filter in packet.functions
 
     def _update_status(self) -> None:
@@ -250,6 +257,11 @@ class IpftApp(App):
         table.show([p for p in self.store.packets.values() if self._visible(p)],
                    self.store.origin or 0)
         self.show_packet(table.selected_key())
+
+    def action_toggle_drops(self) -> None:
+        self.drops_only = not self.drops_only
+        self._rebuild_table()
+        self.notify("only dropped packets" if self.drops_only else "all packets")
 
     def action_find_function(self) -> None:
         names = sorted({f for p in self.store.packets.values() for f in p.functions})
@@ -363,6 +375,7 @@ class IpftApp(App):
             ("Toggle tracer", "function <-> function_graph", self.action_toggle_tracer),
             ("Backend", "Switch the tracing backend", self.action_choose_backend),
             ("Find packets by function", "Only packets that passed a function", self.action_find_function),
+            ("Only dropped packets", "Toggle: show only packets that were dropped", self.action_toggle_drops),
             ("Search packets", "By packet id or function", self.action_search),
             ("Follow newest", "Toggle follow mode", self.action_toggle_follow),
             ("Pause display", "Tracing goes on", self.action_toggle_pause),

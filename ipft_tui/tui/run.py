@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 
 from ..batching import SampleBuffer
 from ..cli import require_root, settings_from_args
@@ -22,7 +23,7 @@ def run_tui(args) -> int:
         app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         app.run()
         return 0
-    settings = settings_from_args(args, mark_required=False)
+    settings = replace(settings_from_args(args, mark_required=False), meta=True)
     if args.script:
         raise IpftError("-s/--script: Lua extension scripts are not available yet")
     require_root()

@@ -163,6 +163,7 @@ HELP = """
 | g / G | first / last packet |
 | / , n | search packets by id or function, next match |
 | f | only packets that passed through a function (empty: all) |
+| d | only dropped packets (reason from the kernel's skb_drop_reason) |
 | F | follow mode: always select the newest packet |
 | p | pause the display (tracing goes on; pending count shown) |
 | x | clear all packets |

@@ -27,7 +27,8 @@ class LiveSource:
         self.settings = settings
         self.buffer = buffer
         self.kernel = kernel
-        self._record = JsonOutput(open(record_path, "w")) if record_path else None  # noqa: SIM115
+        # Recordings keep device, namespace and flow fields, so a replay shows them too.
+        self._record = JsonOutput(open(record_path, "w"), with_tuple=True) if record_path else None  # noqa: SIM115
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None

@@ -9,23 +9,28 @@ from textual.widgets.tree import TreeNode
 from .. import formatting as fmt
 from ..calltree import CallNode, build_call_tree
 from ..collector import Status
-from ..model import Packet, Sample, packet_id_text
+from ..model import Meta, Packet, Sample, flow_text, is_drop, packet_id_text
 
 PACKET_COLUMNS = (("#", "n"), ("first seen", "first_seen"), ("samples", "samples"),
                   ("first", "first"), ("last", "last"), ("duration", "duration"),
-                  ("CPUs", "cpus"), ("packet id", "packet_id"))
+                  ("CPUs", "cpus"), ("flow", "flow"), ("packet id", "packet_id"))
+# Columns that change as samples arrive (the others are fixed by the first sample).
+CHANGING = {"n", "samples", "last", "duration", "cpus", "flow"}
 
 
 def packet_cells(packet: Packet, origin: int) -> list[Text]:
-    style = "bold red" if packet.freed and "kfree_skb" in packet.functions else ""
+    dropped = packet.drop_reason is not None
+    style = "bold red" if dropped else ""
+    last = packet.last.function + (f": {packet.drop_reason}" if dropped else "")
     return [
         Text(str(packet.key), style=style),
         Text(fmt.offset(packet.first.timestamp - origin)),
         Text(str(len(packet.samples)), justify="right"),
         Text(packet.first.function),
-        Text(packet.last.function, style=style),
+        Text(last, style=style),
         Text(fmt.duration(packet.duration), justify="right"),
         Text(",".join(str(c) for c in sorted(packet.cpus))),
+        Text(flow_text(packet.meta), style="green"),
         Text(packet_id_text(packet.packet_id), style="dim"),
     ]
 
@@ -52,7 +57,7 @@ class PacketTable(DataTable):
     def refresh_packet(self, packet: Packet, origin: int) -> None:
         key = str(packet.key)
         for (_label, column), cell in zip(PACKET_COLUMNS, packet_cells(packet, origin)):
-            if column in ("samples", "last", "duration", "cpus", "n"):
+            if column in CHANGING:
                 self.update_cell(key, column, cell)
 
     def selected_key(self) -> int | None:
@@ -62,11 +67,21 @@ class PacketTable(DataTable):
         return int(row_key.value)
 
 
-def sample_label(sample: Sample, origin: int) -> Text:
+def where_text(meta: Meta | None) -> str:
+    return f"{meta.ifname or '-'} ns:{meta.netns}" if meta is not None else ""
+
+
+def sample_label(sample: Sample, origin: int, previous: Sample | None = None) -> Text:
     text = Text()
     text.append(f"{'+' + fmt.duration(sample.timestamp - origin):>10} ", style="dim")
     text.append(f"cpu{sample.processor_id:<3} ", style="cyan")
-    text.append(sample.function, style="bold red" if sample.function == "kfree_skb" else "bold")
+    text.append(sample.function, style="bold red" if is_drop(sample) else "bold")
+    if sample.drop_reason is not None:
+        text.append(f" {sample.drop_reason}", style="red" if is_drop(sample) else "dim")
+    # Say where the packet is when that changes (device or namespace).
+    here = where_text(sample.meta)
+    if here and (previous is None or where_text(previous.meta) != here):
+        text.append(f"  @{here}", style="magenta")
     if sample.fields:
         text.append("  " + " ".join(f"{k}={v}" for k, v in sample.fields.items()), style="green")
     return text
@@ -118,8 +133,10 @@ class JourneyTree(Tree):
             self.slow_ns = durations[max(len(durations) // 10 - 1, 0)] if durations else None
             self._add_calls(self.root, roots)
         else:
+            previous = None
             for sample in packet.samples:
-                self.root.add_leaf(sample_label(sample, self.origin), data=sample)
+                self.root.add_leaf(sample_label(sample, self.origin, previous), data=sample)
+                previous = sample
         self.root.expand()
 
     def _add_calls(self, parent: TreeNode, calls: list[CallNode]) -> None:
@@ -181,6 +198,12 @@ class DetailPane(Static):
                     ("timestamp", f"{sample.timestamp} ns (+{fmt.duration(sample.timestamp - origin)})"),
                     ("processor_id", str(sample.processor_id)),
                     ("is_return", str(sample.is_return).lower())]
+            if sample.drop_reason is not None:
+                rows.append(("drop_reason", sample.drop_reason))
+            if sample.meta is not None:
+                m = sample.meta
+                rows += [("device", f"{m.ifname} (ifindex {m.ifindex})"), ("netns", str(m.netns)),
+                         ("len", str(m.length)), ("flow", flow_text(m) or f"l3 0x{m.l3_proto:04x}")]
             rows += [(k, str(v)) for k, v in (sample.fields or {}).items()]
             for key, value in rows:
                 text.append(f"  {key:<13}", style="cyan")
