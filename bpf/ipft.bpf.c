@@ -86,6 +86,9 @@ BPF_RINGBUF_OUTPUT(events, IPFT_RINGBUF_PAGES);
 #endif
 
 #ifdef IPFT_MODULE
+/* Types a C extension's struct event can use to have addresses shown as such. */
+typedef u32 ipft_ipv4_t;
+typedef struct { u8 bytes[16]; } ipft_ipv6_t;
 /* The extension defines it after this file; this declaration makes it static and inlined. */
 static __always_inline int module(void *ctx, struct sk_buff *skb, u8 data[64]);
 #endif

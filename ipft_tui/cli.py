@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("aggregate", "json"),
                    help="run headless and print this format on stdout")
     p.add_argument("-r", "--regex", help="only trace functions/tracepoints whose name matches")
-    p.add_argument("-s", "--script", help="Lua extension script")
+    p.add_argument("-s", "--script", help="Lua extension script (ipftrace2's API version 1; "
+                                             "emit() returns C source for bcc)")
+    p.add_argument("-e", "--extension", help="C extension: module() plus a `struct event` "
+                                             "whose fields are decoded by name")
     p.add_argument("-t", "--tracer", default="function", choices=TRACERS)
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug messages, and print the options in effect")
@@ -96,6 +99,21 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
     )
 
 
+def extension_from_args(args):
+    """The -s/-e extension, loaded and checked (syntax, API) before any tracing."""
+    if args.script and args.extension:
+        raise IpftError("give either -s (Lua) or -e (C), not both")
+    path = args.script or args.extension
+    if not path:
+        return None
+    from .extensions import load_extension  # noqa: PLC0415
+    if args.script and not path.endswith(".lua"):
+        raise IpftError(f"-s takes a Lua script (.lua): {path}")
+    if args.extension and not path.endswith(".c"):
+        raise IpftError(f"-e takes a C file (.c): {path}")
+    return load_extension(path)
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise IpftError("ipft-tui needs root to load BPF programs (try: sudo ipft-tui ...)")
@@ -115,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             probe_port = parse_positive(args.probe_server_port, "--probe-server-port")
             if probe_port > 65535:
                 raise IpftError(f"--probe-server-port {probe_port} is not a TCP port")
-            if args.script:
-                raise IpftError("-s/--script: Lua extension scripts are not available yet")
             if args.drops_only and args.output != "aggregate":
                 raise IpftError("--drops-only needs -o aggregate (JSON streams samples before "
                                 "it is known whether the packet will be dropped)")

@@ -152,7 +152,8 @@ class Collector:
         spec = ProgramSpec(layout_header=self.kernel.layout_header,
                            entry_points=self.backend.entry_points(),
                            perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
-                           meta=s.meta, module_source=s.module_source)
+                           meta=s.meta, module_source=s.module_source,
+                           module_label=s.module_label)
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
         self._decode = make_decoder(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None)

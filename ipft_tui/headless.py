@@ -9,7 +9,7 @@ import sys
 import threading
 
 from .batching import SampleBuffer
-from .cli import require_root
+from .cli import extension_from_args, require_root
 from .collector import Collector, Status, choose_backend
 from .errors import IpftError
 from .kernel import Kernel
@@ -155,7 +155,20 @@ def attach_line(status: Status) -> str:
 
 def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
     require_root()
+    extension = extension_from_args(args)
     kernel = kernel_or_error()
+    if extension is not None:
+        settings.module_source = extension.c_source
+        settings.module_label = extension.path
+        extension.init()
+    try:
+        return _trace(settings, args, probe_port, kernel, extension)
+    finally:
+        if extension is not None:
+            extension.fini()
+
+
+def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) -> int:
     if args.verbose:
         dump_options(settings, args)
     if not args.no_set_rlimit:
@@ -164,7 +177,9 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
         output = JsonOutput(sys.stdout, with_tuple=args.output_tuple)
     else:
         output = AggregateOutput(sys.stdout, settings.tracer, progress=err,
+                                 with_fields=extension is not None,
                                  split_on_free=args.split_on_free, drops_only=args.drops_only)
+    decorate = extension.decorate if extension is not None else (lambda samples: samples)
     # The collector only decodes; formatting (and an extension's dump) happens here,
     # in the main thread, so the collector keeps draining the kernel's buffer.
     buffer = SampleBuffer()
@@ -200,7 +215,7 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
         while not stop.wait(0.05):
-            output.write(buffer.drain())
+            output.write(decorate(buffer.drain()))
             if not collector.running:
                 break
     finally:
@@ -213,7 +228,7 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():
         raise collector.error
-    output.write(buffer.drain())
+    output.write(decorate(buffer.drain()))
     if isinstance(output, AggregateOutput):
         err("\n")
     output.finish()

@@ -26,6 +26,7 @@ class TraceSettings:
     ringbuf_pages: int = 1024
     meta: bool = False  # read device, namespace and packet headers in BPF
     module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
+    module_label: str = "extension"
 
 
 def parse_u32(text: str, what: str) -> int:

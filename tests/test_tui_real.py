@@ -56,3 +56,36 @@ async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tm
     assert not source._collector.running
     assert ipft_bpf_objects_settled() == []
     assert record.read_text().count("\n") >= before  # --record wrote what was seen
+
+
+async def test_tui_switches_extensions_and_keeps_the_old_one_when_broken(nothing_left_behind,
+                                                                         tmp_path):
+    from tests.conftest import REPO
+    broken = tmp_path / "broken.c"
+    broken.write_text("struct event { u32 len; };\n"
+                      "int module(void *ctx, struct sk_buff *skb, u8 data[64]) { return nope; }\n")
+    buffer = SampleBuffer()
+    source = LiveSource(TraceSettings(mark=0xDEADBEEF, meta=True), buffer)
+    app = IpftApp(source, buffer)
+    with DemoTraffic(interval=0.3):
+        async with app.run_test(size=(150, 40)) as pilot:
+            assert await wait_until(pilot, lambda: source.ready), source.error
+
+            await pilot.press("s", *str(REPO / "examples/devname.c"), "enter")
+            assert await wait_until(pilot, lambda: source.extension is not None, timeout=60)
+            assert await wait_until(pilot, lambda: any(
+                p.last.fields and p.last.fields.get("ifname", "").startswith("ipftd")
+                for p in app.store.packets.values()))
+            good = source.extension
+
+            await pilot.press("s", "ctrl+u", *str(broken), "enter")
+            assert await wait_until(pilot, lambda: any(
+                "keeping the previous extension" in n.message for n in app._notifications),
+                timeout=60)
+            assert any("broken.c:2:" in n.message and "nope" in n.message for n in app._notifications)
+            assert await wait_until(pilot, lambda: source.ready)
+            assert source.extension is good
+            before = app.store.samples
+            assert await wait_until(pilot, lambda: app.store.samples > before)
+            await pilot.press("q")
+    assert ipft_bpf_objects_settled() == []

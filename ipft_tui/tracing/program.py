@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +40,28 @@ class ProgramSpec:
     ringbuf_pages: int = 1024
     meta: bool = False
     module_source: str | None = None  # an extension's C code defining module()
+    module_label: str = "extension"  # where module_source came from, for error messages
     defines: dict[str, int] = field(default_factory=dict)
 
-    def source(self) -> str:
-        parts = [self.layout_header, (bpf_dir() / "ipft.bpf.c").read_text()]
+    def _parts(self) -> list[tuple[str, str]]:
+        parts = [("layout", self.layout_header), ("bpf/ipft.bpf.c", (bpf_dir() / "ipft.bpf.c").read_text())]
         if self.module_source is not None:
-            parts.append(self.module_source)
-        parts.append(self.entry_points)
-        return "\n".join(parts)
+            parts.append((self.module_label, self.module_source))
+        parts.append(("entry points", self.entry_points))
+        return parts
+
+    def source(self) -> str:
+        return "\n".join(text for _label, text in self._parts())
+
+    def locate(self, line: int) -> tuple[str, int]:
+        """Which part (and line in it) a line of source() comes from."""
+        start = 1
+        for label, text in self._parts():
+            count = text.count("\n") + 1
+            if line < start + count:
+                return label, line - start + 1
+            start += count
+        return "main.c", line
 
     def event_format(self) -> str:
         return event_format(self.meta, self.module_source is not None)
@@ -78,7 +96,36 @@ def compile_program(spec: ProgramSpec):
     try:
         return bcc.BPF(text=spec.source().encode(), cflags=spec.cflags())
     except Exception as exc:  # bcc raises bare Exception on compile/load errors
-        raise IpftError(f"compiling the BPF program failed: {exc}") from None
+        details = compile_diagnostics(spec)
+        raise IpftError(f"compiling the BPF program failed: {exc}"
+                        + (f"\n{details}" if details else "")) from None
+
+
+_DIAGNOSTIC = re.compile(r"^/virtual/main\.c:(\d+):(\d+): (error|warning|note): (.*)$")
+
+
+def compile_diagnostics(spec: ProgramSpec) -> str:
+    """clang's errors, with lines pointing into the extension's own source.
+
+    bcc prints them on the process's stderr (which the TUI draws on), so the
+    failed compile is repeated in a child process that captures them."""
+    with tempfile.NamedTemporaryFile("w", suffix=".c", delete=False) as f:
+        f.write(spec.source())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ipft_tui.tracing.compile_check", f.name,
+                               *spec.cflags()], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[2])
+    except subprocess.TimeoutExpired:
+        return ""
+    finally:
+        os.unlink(f.name)
+    lines = []
+    for line in proc.stderr.splitlines():
+        m = _DIAGNOSTIC.match(line)
+        if m and m.group(3) == "error":
+            label, where = spec.locate(int(m.group(1)))
+            lines.append(f"{label}:{where}:{m.group(2)}: error: {m.group(4)}")
+    return "\n".join(lines[:10])
 
 
 def ringbuf_pages_valid(pages: int) -> bool:

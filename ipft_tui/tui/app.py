@@ -15,6 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Tree
 
 from ..batching import SampleBuffer
+from ..errors import IpftError
+from ..extensions import load_extension
 from ..model import PacketStore, packet_id_text
 from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
 from .widgets import DetailPane, JourneyTree, PacketTable, StatusBar, status_text
@@ -41,6 +43,7 @@ class IpftApp(App):
         Binding("r", "edit_regex", "Regex"),
         Binding("t", "toggle_tracer", "Tracer"),
         Binding("b", "choose_backend", "Backend"),
+        Binding("s", "load_extension", "Script"),
         Binding("f", "find_function", "Find fn"),
         Binding("d", "toggle_drops", "Drops"),
         Binding("slash", "search", "Search"),
@@ -126,7 +129,7 @@ class IpftApp(App):
     # -- the timer: all cross-thread data arrives here, in batches ------------------
 
     def tick(self) -> None:
-        samples = self.buffer.drain()
+        samples = self._decorate(self.buffer.drain())
         if self.paused:
             self.pending.extend(samples)
         elif samples:
@@ -137,6 +140,17 @@ class IpftApp(App):
             self._error_shown = True
             self.notify(str(self.source.error), severity="error", timeout=30)
         self._update_status()
+
+    def _decorate(self, samples: list) -> list:
+        """An extension's data decoded into fields; on a dump() error, say so and go on without."""
+        extension = self.source.extension
+        if extension is None or not samples:
+            return samples
+        try:
+            return extension.decorate(samples)
+        except IpftError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return [s._replace(data=None) for s in samples]
 
     def apply(self, samples: list) -> None:
         created, changed = self.store.add(samples)
@@ -362,6 +376,33 @@ class IpftApp(App):
         options = self.source.supported_backends()
         self.push_screen(ChoiceDialog("Backend", options, self.source.status.backend), done)
 
+    def action_load_extension(self) -> None:
+        if not self._needs_live():
+            return
+
+        def done(result) -> None:
+            if result is None:
+                return
+            extension = None
+            if result:
+                try:
+                    extension = load_extension(result)
+                except IpftError as exc:
+                    self.notify(str(exc), severity="error", timeout=10)
+                    return
+            self.notify(f"loading {result or 'no extension'}…")
+            self.run_worker(lambda: self.source.switch_extension(extension), thread=True,
+                            exclusive=True, group="restart")
+
+        current = self.source.extension.path if self.source.extension else ""
+        self.push_screen(TextDialog("Extension: Lua script (.lua) or C file (.c); empty: none",
+                                    current, "examples/gso.lua"), done)
+
+    def on_worker_state_changed(self, event) -> None:
+        # A failed compile prints clang's errors on the terminal we draw on: redraw it all.
+        if event.worker.group == "restart" and event.worker.is_finished:
+            self.screen.refresh(repaint=True, layout=True)
+
     def _restart(self, settings, what: str) -> None:
         self.notify(f"switching to {what}…")
         self.run_worker(lambda: self.source.restart(settings), thread=True,
@@ -374,6 +415,7 @@ class IpftApp(App):
             ("Function regex", "Attach/detach probes by name", self.action_edit_regex),
             ("Toggle tracer", "function <-> function_graph", self.action_toggle_tracer),
             ("Backend", "Switch the tracing backend", self.action_choose_backend),
+            ("Load extension", "Lua script or C file adding fields", self.action_load_extension),
             ("Find packets by function", "Only packets that passed a function", self.action_find_function),
             ("Only dropped packets", "Toggle: show only packets that were dropped", self.action_toggle_drops),
             ("Search packets", "By packet id or function", self.action_search),

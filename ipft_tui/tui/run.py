@@ -6,7 +6,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from ..batching import SampleBuffer
-from ..cli import require_root, settings_from_args
+from ..cli import extension_from_args, require_root, settings_from_args
 from ..errors import IpftError
 from ..settings import parse_positive
 from .app import IpftApp
@@ -24,13 +24,16 @@ def run_tui(args) -> int:
         app.run()
         return 0
     settings = replace(settings_from_args(args, mark_required=False), meta=True)
-    if args.script:
-        raise IpftError("-s/--script: Lua extension scripts are not available yet")
     require_root()
+    extension = extension_from_args(args)
+    if extension is not None:
+        settings = replace(settings, module_source=extension.c_source, module_label=extension.path)
+        extension.init()
     from ..headless import kernel_or_error  # noqa: PLC0415
     kernel = kernel_or_error()
     with ExitStack() as stack:
-        source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel)
+        source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel,
+                            extension=extension)
         stack.callback(source.stop)  # detach on every exit path, exceptions included
         if args.demo:
             from ..demo import DemoTraffic  # noqa: PLC0415

@@ -171,6 +171,7 @@ HELP = """
 | r | function regex (attaches / detaches the difference) |
 | t | tracer: function ↔ function_graph |
 | b | backend |
+| s | load / switch an extension (Lua script or C file); a broken one keeps the previous |
 | Ctrl+P | command palette |
 | ? | this help |
 | q | quit (every probe is detached) |

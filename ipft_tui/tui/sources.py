@@ -23,8 +23,9 @@ class LiveSource:
     live = True
 
     def __init__(self, settings: TraceSettings, buffer: SampleBuffer, record_path: str | None = None,
-                 kernel=None):
+                 kernel=None, extension=None):
         self.settings = settings
+        self.extension = extension  # decodes samples' extension data into fields
         self.buffer = buffer
         self.kernel = kernel
         # Recordings keep device, namespace and flow fields, so a replay shows them too.
@@ -102,12 +103,43 @@ class LiveSource:
         self.settings = settings
         self.start()
 
+    def wait_started(self, timeout: float = 120) -> IpftError | None:
+        """Block until the collector is tracing; its setup error if it failed."""
+        try:
+            self._collector.wait_ready(timeout)
+        except IpftError as exc:
+            return exc
+        return None
+
+    def switch_extension(self, extension) -> None:
+        """Trace with another extension (None: none), keeping the previous one when the
+        new one fails to compile or load. Blocking: call from a worker thread."""
+        previous_settings, previous = self.settings, self.extension
+        self.restart(replace(self.settings,
+                             module_source=extension.c_source if extension else None,
+                             module_label=extension.path if extension else "extension"))
+        error = self.wait_started()
+        if error is not None:
+            self._notice(f"{extension.path if extension else 'extension'}: {error}; "
+                         "keeping the previous extension")
+            self.restart(previous_settings)
+            return
+        if previous is not None:
+            previous.fini()
+        if extension is not None:
+            extension.init()
+        self.extension = extension
+        self._notice(f"extension {extension.path if extension else 'removed'}: tracing")
+
     def stop_collector(self) -> None:
         if self._collector is not None:
             self._collector.stop()
 
     def stop(self) -> None:
         self.stop_collector()
+        if self.extension is not None:
+            self.extension.fini()
+            self.extension = None
         if self._record:
             self._record.stream.close()
             self._record = None
@@ -117,6 +149,7 @@ class ReplaySource:
     """A JSON-lines trace (ours or ipftrace2's `-o json`) read from a file: no root, no BPF."""
 
     live = False
+    extension = None
 
     def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None):
         self.path = path

@@ -13,9 +13,9 @@ from ..model import Meta, Packet, Sample, flow_text, is_drop, packet_id_text
 
 PACKET_COLUMNS = (("#", "n"), ("first seen", "first_seen"), ("samples", "samples"),
                   ("first", "first"), ("last", "last"), ("duration", "duration"),
-                  ("CPUs", "cpus"), ("flow", "flow"), ("packet id", "packet_id"))
+                  ("CPUs", "cpus"), ("flow", "flow"), ("fields", "fields"), ("packet id", "packet_id"))
 # Columns that change as samples arrive (the others are fixed by the first sample).
-CHANGING = {"n", "samples", "last", "duration", "cpus", "flow"}
+CHANGING = {"n", "samples", "last", "duration", "cpus", "flow", "fields"}
 
 
 def packet_cells(packet: Packet, origin: int) -> list[Text]:
@@ -31,8 +31,14 @@ def packet_cells(packet: Packet, origin: int) -> list[Text]:
         Text(fmt.duration(packet.duration), justify="right"),
         Text(",".join(str(c) for c in sorted(packet.cpus))),
         Text(flow_text(packet.meta), style="green"),
+        Text(fields_text(packet.last.fields)[:40], style="green"),
         Text(packet_id_text(packet.packet_id), style="dim"),
     ]
+
+
+def fields_text(fields) -> str:
+    """An extension's fields, as the aggregate output writes them."""
+    return " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
 
 
 class PacketTable(DataTable):
@@ -83,7 +89,7 @@ def sample_label(sample: Sample, origin: int, previous: Sample | None = None) ->
     if here and (previous is None or where_text(previous.meta) != here):
         text.append(f"  @{here}", style="magenta")
     if sample.fields:
-        text.append("  " + " ".join(f"{k}={v}" for k, v in sample.fields.items()), style="green")
+        text.append("  " + fields_text(sample.fields), style="green")
     return text
 
 
