@@ -19,6 +19,11 @@ test: setup
 check: setup
 	$(SUDO) $(VENV)/bin/ipft-tui --check
 
+# Benchmarks (not part of the tests): all configurations side by side, table + JSON.
+bench: setup
+	@command -v bpftrace >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends bpftrace
+	$(SUDO) $(VENV)/bin/python scripts/bench.py $(ARGS)
+
 screenshots: setup
 	@command -v rsvg-convert >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends librsvg2-bin fonts-dejavu-core
 	$(VENV)/bin/python scripts/screenshots.py

@@ -12,6 +12,7 @@
  *   IPFT_PERF_BUFFER      use a perf buffer instead of the ring buffer
  *   IPFT_WITH_META        add device, namespace and packet headers to each event
  *   IPFT_MODULE           an extension's module() is compiled in; its 64 bytes travel along
+ *   IPFT_COUNT_ONLY       benchmark floor: count matching samples in a map, send nothing
  */
 
 struct ipft_config {
@@ -171,8 +172,19 @@ static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u32 prob
 #endif
 }
 
+#ifdef IPFT_COUNT_ONLY
+BPF_PERCPU_ARRAY(matched, u64, 1);
+#endif
+
 static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_return, u32 reason)
 {
+#ifdef IPFT_COUNT_ONLY
+    u32 zero = 0;
+    u64 *count = matched.lookup(&zero);
+    if (count)
+        (*count)++;
+    return;
+#endif
 #ifdef IPFT_PERF_BUFFER
     u32 zero = 0;
     struct ipft_event *ev = scratch.lookup(&zero);

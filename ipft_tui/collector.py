@@ -153,7 +153,8 @@ class Collector:
                            entry_points=self.backend.entry_points(),
                            perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
                            meta=s.meta, module_source=s.module_source,
-                           module_label=s.module_label)
+                           module_label=s.module_label,
+                           defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {})
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
         self._decode = make_decoder(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None)
@@ -254,6 +255,10 @@ class Collector:
 
     def _on_perf_lost(self, count) -> None:
         self._perf_lost += count
+
+    def matched_in_kernel(self) -> int:
+        """count_only: samples BPF matched (read before stop)."""
+        return self._bpf[b"matched"].sum(ctypes.c_int(0)).value if self._bpf else 0
 
     def _read_lost(self) -> int:
         kernel_side = self._bpf[b"lost"].sum(ctypes.c_int(0)).value

@@ -237,6 +237,9 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
         err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")
     if buffer.dropped:
         err(f"Dropped {buffer.dropped} samples: output could not keep up\n")
+    if args.verbose:
+        err(f"Summary: {collector.status.samples} samples delivered, {lost} lost in the kernel, "
+            f"{buffer.dropped} dropped in user space\n")
     if collector.error:
         err(f"ipft-tui: error: {collector.error}\n")
         return 1

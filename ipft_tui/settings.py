@@ -27,6 +27,7 @@ class TraceSettings:
     meta: bool = False  # read device, namespace and packet headers in BPF
     module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
     module_label: str = "extension"
+    count_only: bool = False  # benchmark floor: BPF counts matches, delivers nothing
 
 
 def parse_u32(text: str, what: str) -> int:
