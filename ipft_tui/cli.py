@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event-buffer", choices=("ringbuf", "perf"), default="ringbuf",
                    help="kernel-to-user buffer: BPF ring buffer (default) or perf buffer "
                         "(honours the --perf-* options)")
-    p.add_argument("--ringbuf-pages", default="1024",
-                   help="ring buffer size in pages, a power of two (default 1024 = 4 MiB)")
+    p.add_argument("--ringbuf-pages", default="4096",
+                   help="ring buffer size in pages, a power of two (default 4096 = 16 MiB)")
     p.add_argument("--demo", action="store_true",
                    help="make marked demo traffic in a private namespace pair while tracing "
                         "(mark defaults to 0xdeadbeef); removed on exit")

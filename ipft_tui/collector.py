@@ -1,7 +1,8 @@
 """The collector: one thread that owns the BPF object and hands out decoded samples.
 
-Consumers (headless outputs, the TUI) never touch bcc. They get batches of
-`Sample`s through a sink callback (called from the collector thread), read
+Consumers (headless outputs, the TUI) never touch bcc. They get RecordBatches
+(raw records, decoded into `Sample`s on demand) through a sink callback
+(called from the collector thread), read
 `status`, and send commands: new mark/mask (a map update), new regex
 (attach/detach the difference), stop. Everything attached is detached when the
 thread ends, whatever the reason.
@@ -20,10 +21,9 @@ from dataclasses import dataclass, replace
 from .errors import IpftError
 from .kernel import Kernel
 from .kernel.headers import find_headers, HeadersError
-from .model import Sample
 from .settings import TraceSettings, select
 from .tracing import backends
-from .tracing.decode import make_decoder
+from .tracing.decode import RecordBatch, RecordLayout
 from .tracing.program import ProgramSpec, compile_program
 
 POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
@@ -69,7 +69,7 @@ def choose_backend(requested: str, caps) -> str:
 
 
 class Collector:
-    def __init__(self, settings: TraceSettings, sink: Callable[[list[Sample]], None],
+    def __init__(self, settings: TraceSettings, sink: Callable[[RecordBatch], None],
                  kernel: Kernel | None = None, on_progress: Progress | None = None,
                  on_notice: Callable[[str], None] | None = None):
         self.settings = replace(settings)
@@ -88,7 +88,7 @@ class Collector:
         self._reader = None
         self._attached: dict[int, int] = {}  # probe id -> backend handle
         self._returns: dict[int, int] = {}  # probe id -> return probe handle (function_graph)
-        self._pending: list[Sample] = []  # perf buffer callbacks collect here
+        self._pending: list[tuple] = []  # perf buffer callbacks collect records here
         self._perf_lost = 0
 
     # -- consumer side ----------------------------------------------------------
@@ -156,7 +156,7 @@ class Collector:
                            module_label=s.module_label,
                            defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {})
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
-        self._decode = make_decoder(self.candidate_names(), self.kernel.drop_reasons,
+        self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None)
         self._bpf = compile_program(spec)
         self._write_config()
@@ -240,18 +240,18 @@ class Collector:
 
     def _drain(self) -> int:
         if self._reader is not None:
-            samples = self._decode(self._reader.read())
+            records = self._reader.read()
         else:
             self._bpf.perf_buffer_poll(timeout=0)
-            samples, self._pending = self._pending, []
-        if samples:
-            self.status = replace(self.status, samples=self.status.samples + len(samples))
-            self._sink(samples)
-        return len(samples)
+            records, self._pending = self._pending, []
+        if records:
+            self.status = replace(self.status, samples=self.status.samples + len(records))
+            self._sink(RecordBatch(records, self._layout))
+        return len(records)
 
     def _on_perf_event(self, _cpu, data, size) -> None:
-        raw = ctypes.string_at(data, self._event.size - 8)
-        self._pending.extend(self._decode([self._event.unpack(bytes(8) + raw)]))
+        # Same tuple shape as the ring buffer's records (a length word first).
+        self._pending.append(self._event.unpack(bytes(8) + ctypes.string_at(data, self._event.size - 8)))
 
     def _on_perf_lost(self, count) -> None:
         self._perf_lost += count

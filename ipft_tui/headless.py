@@ -179,7 +179,15 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
         output = AggregateOutput(sys.stdout, settings.tracer, progress=err,
                                  with_fields=extension is not None,
                                  split_on_free=args.split_on_free, drops_only=args.drops_only)
-    decorate = extension.decorate if extension is not None else (lambda samples: samples)
+    decorate = extension.decorate if extension is not None else None
+
+    def consume() -> None:
+        batches = buffer.drain_batches()
+        if isinstance(output, JsonOutput):
+            output.write_batches(batches, decorate)
+            return
+        samples = [s for batch in batches for s in batch.samples()]
+        output.write(decorate(samples) if decorate else samples)
     # The collector only decodes; formatting (and an extension's dump) happens here,
     # in the main thread, so the collector keeps draining the kernel's buffer.
     buffer = SampleBuffer()
@@ -215,7 +223,7 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
         while not stop.wait(0.05):
-            output.write(decorate(buffer.drain()))
+            consume()
             if not collector.running:
                 break
     finally:
@@ -228,7 +236,7 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():
         raise collector.error
-    output.write(decorate(buffer.drain()))
+    consume()
     if isinstance(output, AggregateOutput):
         err("\n")
     output.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import NamedTuple
 
 FieldValue = str | int
@@ -67,6 +68,9 @@ def packet_id_text(packet_id: int) -> str:
     return f"0x{packet_id:x}"
 
 
+_timestamp = attrgetter("timestamp")
+
+
 def group_by_packet(samples: Iterable[Sample]) -> dict[int, list[Sample]]:
     """Samples per packet id, each list sorted by timestamp; packets in order of first sample."""
     packets: dict[int, list[Sample]] = {}
@@ -103,15 +107,17 @@ class Packet:
         samples = self.samples
         if samples and sample.timestamp < samples[-1].timestamp:
             samples.append(sample)
-            samples.sort(key=lambda s: s.timestamp)  # rare: samples from another CPU came late
+            samples.sort(key=_timestamp)  # rare: samples from another CPU came late
         else:
             samples.append(sample)
         self.cpus.add(sample.processor_id)
-        self.functions.add(sample.function)
-        if sample.function in FREE_FUNCTIONS and not sample.is_return:
+        function = sample.function
+        self.functions.add(function)
+        if function in FREE_FUNCTIONS and not sample.is_return:
             self.freed = True
-        if is_drop(sample):
-            self.drop_reason = sample.drop_reason
+        reason = sample.drop_reason
+        if reason is not None and reason not in NOT_DROPS:
+            self.drop_reason = reason
         if self.meta is None and sample.meta is not None and sample.meta.saddr:
             self.meta = sample.meta
 
@@ -152,18 +158,17 @@ class PacketStore:
         changed: set[int] = set()
         if not samples:
             return created, changed
-        if len(samples) > 1:
-            samples = sorted(samples, key=lambda s: s.timestamp)
         if self.origin is None:
-            self.origin = samples[0].timestamp
-        current = self._current
+            self.origin = min(samples, key=_timestamp).timestamp
+        # Batches come in the kernel's commit order, which is time order up to small
+        # jitter between CPUs; Packet.add puts late samples in place.
+        current, packets, split = self._current, self.packets, self.split_on_free
         for sample in samples:
             packet = current.get(sample.packet_id)
-            if packet is None or (self.split_on_free and packet.freed
-                                  and sample.function not in FREE_FUNCTIONS):
+            if packet is None or (split and packet.freed and sample.function not in FREE_FUNCTIONS):
                 packet = Packet(self._next_key, sample.packet_id)
                 self._next_key += 1
-                self.packets[packet.key] = packet
+                packets[packet.key] = packet
                 current[sample.packet_id] = packet
                 created.append(packet)
             packet.add(sample)

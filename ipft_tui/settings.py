@@ -23,7 +23,7 @@ class TraceSettings:
     perf_page_count: int = 8
     perf_sample_period: int = 1
     perf_wakeup_events: int = 1
-    ringbuf_pages: int = 1024
+    ringbuf_pages: int = 4096
     meta: bool = False  # read device, namespace and packet headers in BPF
     module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
     module_label: str = "extension"

@@ -104,9 +104,10 @@ class Workload:
                 sink.wait()
 
 
-def child_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used so far (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def self_cpu() -> float:
@@ -145,17 +146,17 @@ def run_floor(workload: Workload) -> dict:
 
 def run_headless(workload: Workload, *extra: str) -> dict:
     port = 13800 + os.getpid() % 1000
-    before = child_cpu()
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", "-m", hex(MARK), "-v",
                              "--enable-probe-server", "--probe-server-port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     ready = wait_port(port, proc)
+    before = process_cpu(proc.pid)
     rate = workload.run()
     time.sleep(0.5)  # let the tail drain
+    cpu = process_cpu(proc.pid) - before
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    cpu = child_cpu() - before
     summary = [line for line in stderr.splitlines() if line.startswith("Summary:")]
     if not summary:
         raise RuntimeError(f"no summary from ipft-tui: {stderr[-2000:]}")
@@ -174,7 +175,6 @@ def run_bpftrace(workload: Workload) -> dict:
     program = (f"{probes} /((struct sk_buff *)args->skbaddr)->mark == {MARK}/ "
                '{ printf("%llx %llu %d %s\\n", args->skbaddr, nsecs, cpu, probe); }')
     out = Path("/tmp/ipft-bench-bpftrace.out")
-    before = child_cpu()
     with out.open("w") as f:
         proc = subprocess.Popen(["bpftrace", "-e", program], stdout=f, stderr=subprocess.PIPE,
                                 text=True)
@@ -182,12 +182,13 @@ def run_bpftrace(workload: Workload) -> dict:
         while "Attaching" not in out.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
+        before = process_cpu(proc.pid)
         rate = workload.run()
         time.sleep(0.5)
+        cpu = process_cpu(proc.pid) - before
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     events = sum(1 for line in out.read_text().splitlines() if line.startswith(("f", "0")))
-    cpu = child_cpu() - before
     lost_lines = [line for line in (proc.stderr.read() if proc.stderr else "").splitlines()
                   if "lost" in line.lower()]
     return {"rate": rate, "events": events, "events_per_s": events / workload.seconds,
@@ -197,6 +198,8 @@ def run_bpftrace(workload: Workload) -> dict:
 
 def run_tui(workload: Workload) -> dict:
     """The TUI, run headlessly (Pilot) on a live collector, under load."""
+    from textual import events
+
     from ipft_tui.tui.app import IpftApp
     from ipft_tui.tui.sources import LiveSource
 
@@ -206,10 +209,11 @@ def run_tui(workload: Workload) -> dict:
     latencies: list[int] = []
     apply = app.apply
 
-    def timed_apply(samples):
-        apply(samples)
+    def timed_apply(samples, update_view=True):
+        changed = apply(samples, update_view)
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         latencies.extend(now - s.timestamp for s in samples[:: max(len(samples) // 50, 1)])
+        return changed
 
     app.apply = timed_apply
     input_latency: list[float] = []
@@ -224,11 +228,23 @@ def run_tui(workload: Workload) -> dict:
             loop = asyncio.get_running_loop()
             before = self_cpu()
             traffic = loop.run_in_executor(None, workload.run)
+            handled: list[float] = []
+            toggle = app.action_toggle_follow
+
+            def timed_toggle():
+                handled.append(time.perf_counter())
+                toggle()
+
+            app.action_toggle_follow = timed_toggle
             while not traffic.done():
-                start = time.perf_counter()
-                await pilot.press("F")  # a key, handled while samples pour in
-                input_latency.append(time.perf_counter() - start)
-                await pilot.pause(0.2)
+                # A key press queued like a user's; latency = until its action runs.
+                sent = time.perf_counter()
+                app.post_message(events.Key("F", "F"))
+                while not handled and not traffic.done():
+                    await asyncio.sleep(0.005)
+                if handled:
+                    input_latency.append(handled.pop() - sent)
+                await asyncio.sleep(0.2)
             result["rate"] = await traffic
             await pilot.pause(0.5)
             result["cpu"] = self_cpu() - before

@@ -77,7 +77,7 @@ fetch_debs() {  # apt-get download into $CACHE/debs unless the .deb is there alr
   for p in "$@"; do
     if ! ls "$CACHE/debs/${p}_"*.deb >/dev/null 2>&1; then
       log "downloading $p"
-      (cd "$CACHE/debs" && apt-get download -q "$p" >&2)
+      (cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$p" >&2)
     fi
   done
 }

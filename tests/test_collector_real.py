@@ -20,7 +20,7 @@ class Gathered:
 
     def __call__(self, batch):
         with self.lock:
-            self.samples.extend(batch)
+            self.samples.extend(batch.samples())
 
     def since(self, start_ns):
         with self.lock:

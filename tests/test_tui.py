@@ -5,7 +5,8 @@ import pytest
 from ipft_tui.model import group_by_packet
 from ipft_tui.tui.screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog
 from ipft_tui.tui.sources import load_trace
-from ipft_tui.tui.widgets import JourneyTree, PacketTable, StatusBar
+from ipft_tui.tui.packet_list import PacketList
+from ipft_tui.tui.widgets import JourneyTree, StatusBar
 from tests.tui_support import DATA, recorder_app, replay_app
 
 SIZE = (150, 40)
@@ -24,7 +25,7 @@ async def test_packets_are_grouped_and_listed():
     samples, _ = load_trace(str(DATA / "demo.jsonl"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        table = app.query_one(PacketTable)
+        table = app.query_one(PacketList)
         assert table.row_count == len(app.store.packets)
         # Recycled skb addresses make more journeys than packet ids.
         assert len(app.store.packets) > len(group_by_packet(samples))
@@ -42,7 +43,7 @@ async def test_selecting_a_packet_shows_its_journey_and_details():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("down")
-        packet = app.store.packets[app.query_one(PacketTable).selected_key()]
+        packet = app.store.packets[app.query_one(PacketList).selected_key()]
         tree = app.query_one(JourneyTree)
         assert [line.split()[2] for line in labels(tree)[1:]] == [s.function for s in packet.samples]
         await pilot.press("enter")
@@ -91,7 +92,7 @@ async def test_find_packets_by_function():
         await pilot.pause()
         await pilot.press("f")
         await pilot.press(*"icmp_send", "enter")
-        table = app.query_one(PacketTable)
+        table = app.query_one(PacketList)
         expected = app.store.with_function("icmp_send")
         assert 0 < table.row_count == len(expected) < len(app.store.packets)
         await pilot.press("f", "ctrl+u", "enter")
@@ -105,7 +106,7 @@ async def test_find_unknown_function_shows_error_and_changes_nothing():
         await pilot.press("f", *"no_such_fn", "enter")
         assert "no packet passed through 'no_such_fn'" in app.screen.query_one("#error").render().plain
         await pilot.press("escape")
-        assert app.query_one(PacketTable).row_count == len(app.store.packets)
+        assert app.query_one(PacketList).row_count == len(app.store.packets)
 
 
 async def test_search_moves_to_matching_packet():
@@ -113,7 +114,7 @@ async def test_search_moves_to_matching_packet():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("slash", *"tcp_send_reset", "enter")
-        table = app.query_one(PacketTable)
+        table = app.query_one(PacketList)
         first_hit = app.store.packets[table.selected_key()]
         assert "tcp_send_reset" in first_hit.functions
         tree = app.query_one(JourneyTree)
@@ -129,7 +130,7 @@ async def test_pause_holds_samples_and_follow_selects_newest():
     app.source.samples = samples[:10]
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.2)
-        table = app.query_one(PacketTable)
+        table = app.query_one(PacketList)
         rows = table.row_count
         assert table.cursor_row == rows - 1  # follow
         await pilot.press("p")
@@ -152,11 +153,11 @@ async def test_eviction_keeps_the_newest_packets():
     app = replay_app(max_packets=5)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.query_one(PacketTable).row_count == 5
+        assert app.query_one(PacketList).row_count == 5
         assert app.store.evicted > 0
         assert f"(-{app.store.evicted})" in app.query_one(StatusBar).render().plain
         await pilot.press("x")
-        assert app.query_one(PacketTable).row_count == 0 and not app.store.packets
+        assert app.query_one(PacketList).row_count == 0 and not app.store.packets
 
 
 async def test_malformed_lines_are_reported_with_line_numbers():
@@ -252,14 +253,14 @@ async def test_drops_only_and_drop_reasons_in_the_journey():
         dropped = [p for p in app.store.packets.values() if p.drop_reason]
         assert {p.drop_reason for p in dropped} >= {"NO_SOCKET", "NETFILTER_DROP"}
         await pilot.press("d")
-        table = app.query_one(PacketTable)
+        table = app.query_one(PacketList)
         assert table.row_count == len(dropped) < len(app.store.packets)
         await pilot.press("g", "enter")
         packet = app.store.packets[table.selected_key()]
         text = labels(app.query_one(JourneyTree))
         assert any(f"kfree_skb {packet.drop_reason}" in line for line in text)
         assert any("@" in line and "ns:" in line for line in text)  # where the packet was
-        assert "udp 192.0.2.1:" in table.get_row_at(0)[7].plain or \
-            "tcp 192.0.2.1:" in table.get_row_at(0)[7].plain
+        assert "udp 192.0.2.1:" in table.row_cells(0)[6] or \
+            "tcp 192.0.2.1:" in table.row_cells(0)[6]
         await pilot.press("d")
         assert table.row_count == len(app.store.packets)

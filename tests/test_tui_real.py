@@ -9,7 +9,8 @@ from ipft_tui.netlab import leftover_namespaces
 from ipft_tui.settings import TraceSettings
 from ipft_tui.tui.app import IpftApp
 from ipft_tui.tui.sources import LiveSource
-from ipft_tui.tui.widgets import PacketTable, StatusBar
+from ipft_tui.tui.packet_list import PacketList
+from ipft_tui.tui.widgets import StatusBar
 from tests.conftest import ipft_bpf_objects, ipft_bpf_objects_settled
 
 pytestmark = pytest.mark.root
@@ -39,7 +40,7 @@ async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tm
             for function in ("net_dev_queue", "net_dev_start_xmit", "kfree_skb", "consume_skb",
                              "icmp_send", "tcp_send_reset"):
                 assert await wait_until(pilot, lambda: seen(function)), function
-            assert app.query_one(PacketTable).row_count == len(app.store.packets)
+            assert app.query_one(PacketList).row_count == len(app.store.packets)
             assert "probes 30/30" in app.query_one(StatusBar).render().plain
 
             # Change the mark from the dialog: the demo's packets stop matching.

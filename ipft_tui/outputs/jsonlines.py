@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..model import Meta, Sample, packet_id_text
+from ..tracing.decode import json_lines
 
 
 def format_sample(sample: Sample, with_tuple: bool = False) -> str:
@@ -69,6 +70,18 @@ class JsonOutput:
         if samples:
             self.stream.write("".join(format_sample(s, self.with_tuple) + "\n" for s in samples))
             self.stream.flush()
+
+    def write_batches(self, batches: list, decorate=None) -> None:
+        """Collector batches: formatted straight from their records when nothing
+        needs decoding (no extension, no tuple fields), else via Samples."""
+        for batch in batches:
+            text = None if (decorate or self.with_tuple) else json_lines(batch)
+            if text is None:
+                samples = batch.samples()
+                self.write(decorate(samples) if decorate else samples)
+            elif text:
+                self.stream.write(text)
+        self.stream.flush()
 
     def finish(self) -> None:
         self.stream.flush()

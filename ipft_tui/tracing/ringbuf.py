@@ -12,7 +12,27 @@ import struct
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
+DISCARD_FLAG = DISCARD_BIT >> 24  # the same bit in the length word's top byte
 HEADER = 8  # u32 len (with BUSY/DISCARD bits) + u32 page offset
+
+
+def parse_records(chunk, record: struct.Struct) -> tuple[list[tuple], int]:
+    """Committed fixed-size records at the start of `chunk`, and the bytes they take.
+
+    Stops at the first record still being written; skips discarded ones."""
+    size = record.size
+    # The top byte of every record's length word (little endian), in one slice:
+    # BUSY and DISCARD are its only bits (lengths are below 2**24).
+    flags = bytes(chunk[3::size])
+    if flags and max(flags) >= 0x80:
+        committed = next(i for i, f in enumerate(flags) if f & 0x80)
+        chunk = chunk[:committed * size]
+        flags = flags[:committed]
+    records = list(record.iter_unpack(chunk))
+    consumed = len(records) * size
+    if flags and max(flags) & DISCARD_FLAG:
+        records = [r for r in records if not r[0] & DISCARD_BIT]
+    return records, consumed
 
 
 class RingBufReader:
@@ -45,14 +65,9 @@ class RingBufReader:
         if available <= 0:
             return []
         start = consumer & self._mask
-        records = list(self._record.iter_unpack(self._data[start:start + available]))
-        # Stop at the first record still being written.
-        for i, record in enumerate(records):
-            if record[0] & BUSY_BIT:
-                del records[i:]
-                break
-        self._pos.pack_into(self._consumer, 0, consumer + len(records) * self._record_size)
-        return [r for r in records if not r[0] & DISCARD_BIT]
+        records, consumed = parse_records(self._data[start:start + available], self._record)
+        self._pos.pack_into(self._consumer, 0, consumer + consumed)
+        return records
 
     def close(self) -> None:
         self._data.release()

@@ -12,23 +12,26 @@ from dataclasses import replace
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Tree
+from textual.widgets import Footer, Header, ProgressBar, Tree
 
 from ..batching import SampleBuffer
 from ..errors import IpftError
 from ..extensions import load_extension
 from ..model import PacketStore, packet_id_text
 from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
-from .widgets import DetailPane, JourneyTree, PacketTable, StatusBar, status_text
+from .packet_list import PacketList
+from .widgets import DetailPane, JourneyTree, StatusBar, status_text
 
 DRAIN_INTERVAL = 0.1  # s: how often samples move from the collector's buffer to the screen
+APPLY_BUDGET = 0.06  # s of sample handling per tick at most: input stays responsive
+APPLY_CHUNK = 10_000  # samples handled at a time within that budget
 
 
 class IpftApp(App):
     TITLE = "ipft-tui"
     CSS = """
     #main { height: 1fr; }
-    PacketTable { width: 3fr; }
+    PacketList { width: 3fr; }
     #right { width: 2fr; }
     JourneyTree { height: 2fr; border: round $panel; }
     DetailPane { height: 1fr; border: round $panel; padding: 0 1; overflow-y: auto; }
@@ -78,7 +81,7 @@ class IpftApp(App):
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
         # a dialog whenever one is open, while the timer keeps updating these.
-        self.packet_table = PacketTable(id="packets")
+        self.packet_table = PacketList(self.store, id="packets")
         self.journey = JourneyTree(id="journey")
         self.detail = DetailPane(id="detail")
         self.attach_bar = ProgressBar(id="attach", show_eta=False)
@@ -129,11 +132,20 @@ class IpftApp(App):
     # -- the timer: all cross-thread data arrives here, in batches ------------------
 
     def tick(self) -> None:
-        samples = self._decorate(self.buffer.drain())
-        if self.paused:
-            self.pending.extend(samples)
-        elif samples:
-            self.apply(samples)
+        # A time budget per tick keeps the UI responsive; what waits stays in the
+        # buffer, which counts what it has to drop when it is full.
+        deadline = time.perf_counter() + APPLY_BUDGET
+        changed: set[int] = set()
+        while time.perf_counter() < deadline:
+            samples = self._decorate(self.buffer.drain(limit=APPLY_CHUNK))
+            if not samples:
+                break
+            if self.paused:
+                self.pending.extend(samples)
+            else:
+                changed |= self.apply(samples, update_view=False)
+        if changed:
+            self._update_view(changed)
         for notice in self.source.take_notices():
             self.notify(notice, severity="warning", timeout=6)
         if self.source.error is not None and not getattr(self, "_error_shown", False):
@@ -152,23 +164,28 @@ class IpftApp(App):
             self.notify(str(exc), severity="error", timeout=10)
             return [s._replace(data=None) for s in samples]
 
-    def apply(self, samples: list) -> None:
+    def apply(self, samples: list, update_view: bool = True) -> set[int]:
+        """Samples into the store and the list; returns the keys of changed packets."""
         created, changed = self.store.add(samples)
         table = self.packet_table
-        origin = self.store.origin or 0
-        evicted_rows = [k for k in table.rows if int(k.value) not in self.store.packets]
-        for row_key in evicted_rows:
-            table.remove_row(row_key)
+        table.forget_evicted()
         new_keys = {p.key for p in created}
-        for key in sorted(changed - new_keys):
-            packet = self.store.packets[key]
-            if str(key) in table.rows:
-                table.refresh_packet(packet, origin)
-            elif self._visible(packet):  # became visible (e.g. dropped, with drops-only on)
-                created.append(packet)
-        table.show([p for p in created if self._visible(p)], origin)
+        shown = set(table.keys) if (self.drops_only or self.function_filter) else None
+        appear = [p.key for p in created if self._visible(p)]
+        if shown is not None:  # a filter is on: changed packets may have become visible
+            appear += [k for k in changed - new_keys
+                       if k not in shown and self._visible(self.store.packets[k])]
+        table.add_keys(sorted(appear))
+        if update_view:
+            self._update_view(changed)
+        return changed
+
+    def _update_view(self, changed: set[int]) -> None:
+        """Once per batch of batches: list, cursor, and the selected journey."""
+        table = self.packet_table
+        table.refresh()  # rows on screen may have changed
         if self.follow and table.row_count:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+            table.move_cursor(row=table.row_count - 1)
         selected = table.selected_key()
         if selected is not None and (selected in changed or selected != self._shown_key):
             self.show_packet(selected)
@@ -208,13 +225,11 @@ class IpftApp(App):
         if packet is not None and cursor > 0:
             tree.move_cursor_to_line(min(cursor, tree.last_line))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value is not None:
-            key = int(event.row_key.value)
-            if key != self._shown_key:
-                self.show_packet(key)
+    def on_packet_list_highlighted(self, event: PacketList.Highlighted) -> None:
+        if event.key != self._shown_key:
+            self.show_packet(event.key)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_packet_list_selected(self, event: PacketList.Selected) -> None:
         self.journey.focus()
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
@@ -267,9 +282,7 @@ class IpftApp(App):
 
     def _rebuild_table(self) -> None:
         table = self.packet_table
-        table.clear()
-        table.show([p for p in self.store.packets.values() if self._visible(p)],
-                   self.store.origin or 0)
+        table.set_keys([k for k, p in self.store.packets.items() if self._visible(p)])
         self.show_packet(table.selected_key())
 
     def action_toggle_drops(self) -> None:
@@ -304,7 +317,7 @@ class IpftApp(App):
         if not self.search_text:
             return
         table = self.packet_table
-        keys = [int(k.value) for k in table.rows]
+        keys = table.keys
         start = table.cursor_row + 1
         needle = self.search_text.lower()
         for offset in range(len(keys)):

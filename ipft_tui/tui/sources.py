@@ -34,10 +34,10 @@ class LiveSource:
         self._lock = threading.Lock()
         self._collector: Collector | None = None
 
-    def _sink(self, samples: list[Sample]) -> None:
+    def _sink(self, batch) -> None:
         if self._record:
-            self._record.write(samples)
-        self.buffer.put(samples)
+            self._record.write_batches([batch])
+        self.buffer.put(batch)
 
     def _notice(self, text: str) -> None:
         with self._lock:

@@ -3,75 +3,14 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable, Static, Tree
+from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from .. import formatting as fmt
 from ..calltree import CallNode, build_call_tree
 from ..collector import Status
 from ..model import Meta, Packet, Sample, flow_text, is_drop, packet_id_text
-
-PACKET_COLUMNS = (("#", "n"), ("first seen", "first_seen"), ("samples", "samples"),
-                  ("first", "first"), ("last", "last"), ("duration", "duration"),
-                  ("CPUs", "cpus"), ("flow", "flow"), ("fields", "fields"), ("packet id", "packet_id"))
-# Columns that change as samples arrive (the others are fixed by the first sample).
-CHANGING = {"n", "samples", "last", "duration", "cpus", "flow", "fields"}
-
-
-def packet_cells(packet: Packet, origin: int) -> list[Text]:
-    dropped = packet.drop_reason is not None
-    style = "bold red" if dropped else ""
-    last = packet.last.function + (f": {packet.drop_reason}" if dropped else "")
-    return [
-        Text(str(packet.key), style=style),
-        Text(fmt.offset(packet.first.timestamp - origin)),
-        Text(str(len(packet.samples)), justify="right"),
-        Text(packet.first.function),
-        Text(last, style=style),
-        Text(fmt.duration(packet.duration), justify="right"),
-        Text(",".join(str(c) for c in sorted(packet.cpus))),
-        Text(flow_text(packet.meta), style="green"),
-        Text(fields_text(packet.last.fields)[:40], style="green"),
-        Text(packet_id_text(packet.packet_id), style="dim"),
-    ]
-
-
-def fields_text(fields) -> str:
-    """An extension's fields, as the aggregate output writes them."""
-    return " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
-
-
-class PacketTable(DataTable):
-    """One row per packet; rows are added and updated in batches by the app."""
-
-    BINDINGS = [("j", "cursor_down", "Down"), ("k", "cursor_up", "Up")]
-
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        for label, key in PACKET_COLUMNS:
-            self.add_column(label, key=key)
-
-    def show(self, packets: list[Packet], origin: int) -> None:
-        if packets:
-            self.add_rows_keyed([(str(p.key), packet_cells(p, origin)) for p in packets])
-
-    def add_rows_keyed(self, rows) -> None:
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
-
-    def refresh_packet(self, packet: Packet, origin: int) -> None:
-        key = str(packet.key)
-        for (_label, column), cell in zip(PACKET_COLUMNS, packet_cells(packet, origin)):
-            if column in CHANGING:
-                self.update_cell(key, column, cell)
-
-    def selected_key(self) -> int | None:
-        if self.row_count == 0:
-            return None
-        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        return int(row_key.value)
-
+from .packet_list import fields_text
 
 def where_text(meta: Meta | None) -> str:
     return f"{meta.ifname or '-'} ns:{meta.netns}" if meta is not None else ""

@@ -293,8 +293,16 @@ def main(argv: list[str]) -> int:
         print(e, file=sys.stderr)
         return 2
 
+    # SIGINT/SIGTERM/SIGHUP raise, so the VM's process group is killed on the way out
+    # (a background job may have inherited SIGINT as ignored).
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+
     base = args.out or tempfile.mkdtemp(prefix="ipft-vm-")
     results = []
+    interrupted_by = ""
     try:
         for k in kernels:
             print(f"[{k.series}] booting {k.release} ({k.vmlinuz})", flush=True)
@@ -303,6 +311,8 @@ def main(argv: list[str]) -> int:
                   f"{fmt(r.uptime_s)} s), command {fmt(r.cmd_s)} s, "
                   f"total {fmt(r.total_s)} s{'; ' + r.note if r.note else ''}", flush=True)
             results.append(r)
+    except KeyboardInterrupt as e:
+        interrupted_by = str(e) or "SIGINT"
     finally:
         if not args.out:
             shutil.rmtree(base, ignore_errors=True)
@@ -313,7 +323,11 @@ def main(argv: list[str]) -> int:
               f"{fmt(r.uptime_s):>8} "
               f"{fmt(r.cmd_s):>6}  {fmt(r.total_s):>7}  {r.note}")
     failed = [r.kernel.series for r in results if not r.ok]
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if interrupted_by:
+        print(f"run_matrix: interrupted ({interrupted_by}) before all kernels ran",
+              file=sys.stderr)
+        failed.append("interrupted")
+    print(f"{len(results) - len([r for r in results if not r.ok])} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
