@@ -58,11 +58,14 @@ class RecordBatch:
         return self._samples
 
 
+_new = tuple.__new__  # builds a Sample without NamedTuple.__new__'s argument handling
+
+
 def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     names, reason_name = layout.names, layout.reason_name
     if not layout.meta and not layout.module:
-        return [Sample(pid, ts, cpu, names[probe], ret != 0, None,
-                       reason_name(reason) if reason else None)
+        return [_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
+                              reason_name(reason) if reason else None, None, None))
                 for _len, pid, ts, probe, cpu, ret, reason in records]
     out = []
     metas = _META_CACHE
@@ -76,9 +79,9 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
                 if len(metas) > 50_000:
                     metas.clear()
                 meta = metas[raw] = _meta(raw)
-        out.append(Sample(pid, ts, cpu, names[probe], ret != 0, None,
-                          reason_name(reason) if reason else None, meta,
-                          record[-1] if layout.module else None))
+        out.append(_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
+                                 reason_name(reason) if reason else None, meta,
+                                 record[-1] if layout.module else None)))
     return out
 
 

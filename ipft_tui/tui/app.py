@@ -22,8 +22,8 @@ from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDi
 from .packet_list import PacketList
 from .widgets import DetailPane, JourneyTree, StatusBar, status_text
 
-DRAIN_INTERVAL = 0.1  # s: how often samples move from the collector's buffer to the screen
-APPLY_BUDGET = 0.06  # s of sample handling per tick at most: input stays responsive
+DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
+APPLY_BUDGET = 0.035  # s of sample handling per tick at most: input stays responsive
 APPLY_CHUNK = 10_000  # samples handled at a time within that budget
 
 
