@@ -15,6 +15,8 @@
  *   IPFT_COUNT_ONLY       benchmark floor: count matching samples in a map, send nothing
  */
 
+#include <uapi/linux/ptrace.h>  /* struct pt_regs: the kprobe context (an arch ABI, stable) */
+
 struct ipft_config {
     u32 mark;
     u32 mask;
@@ -77,6 +79,9 @@ BPF_ARRAY(config, struct ipft_config, 1);
 /* Samples that matched but found no room in the buffer: never lost silently. */
 BPF_PERCPU_ARRAY(lost, u64, 1);
 BPF_TABLE("lru_hash", struct ipft_call_key, struct ipft_call_stack, calls, 8192);
+/* Function backends: function address (bpf_get_func_ip) -> probe id. */
+BPF_HASH(func_ids, u64, u32, 16384);
+#define IPFT_NO_PROBE 0xffffffffu
 
 #ifdef IPFT_PERF_BUFFER
 BPF_PERF_OUTPUT(events);
@@ -220,10 +225,20 @@ static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_
 static __always_inline struct ipft_call_key ipft_call_key(u32 probe_id)
 {
     struct ipft_call_key key = {};
-    key.cpu = bpf_get_smp_processor_id();
     key.tid = (u32)bpf_get_current_pid_tgid();
+    /* A task may sleep in a call and return on another CPU; but every CPU has an
+     * idle task 0, whose softirqs must not mix. */
+    key.cpu = key.tid ? 0 : bpf_get_smp_processor_id();
     key.probe_id = probe_id;
     return key;
+}
+
+/* The probe id of the function this program was called for (function backends). */
+static __always_inline u32 ipft_func_probe(void *ctx)
+{
+    u64 ip = bpf_get_func_ip(ctx);
+    u32 *probe = func_ids.lookup(&ip);
+    return probe ? *probe : IPFT_NO_PROBE;
 }
 
 static __always_inline void ipft_push_call(u32 probe_id, void *skb)
@@ -260,6 +275,22 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
     ipft_emit(ctx, skb, probe_id, 0, reason);
     if ((probe & IPFT_TRACK_CALL) && cfg->graph)
         ipft_push_call(probe_id, skb);
+    return 0;
+}
+
+/* fexit: the skb is still an argument, so the return is reported like an entry. */
+static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
+{
+    u32 zero = 0, mark = 0;
+    struct ipft_config *cfg = config.lookup(&zero);
+
+    if (!cfg || !skb)
+        return 0;
+    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
+        return 0;
+    if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
+        return 0;
+    ipft_emit(ctx, skb, probe_id, 1, 0);
     return 0;
 }
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 
 from .errors import IpftError
 from .kernel import Kernel
-from .kernel.headers import find_headers, HeadersError
+from .kernel.headers import HeadersError, find_headers
+from .kernel.limits import raise_limits
 from .settings import TraceSettings, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
@@ -83,11 +84,10 @@ class Collector:
         self.error: BaseException | None = None
         self.status = Status()
         self.headers = None
+        self.limit_notes: list[str] = []
         self.backend = None
         self._bpf = None
         self._reader = None
-        self._attached: dict[int, int] = {}  # probe id -> backend handle
-        self._returns: dict[int, int] = {}  # probe id -> return probe handle (function_graph)
         self._pending: list[tuple] = []  # perf buffer callbacks collect records here
         self._perf_lost = 0
 
@@ -146,6 +146,8 @@ class Collector:
         except HeadersError as exc:
             raise IpftError(str(exc)) from None
         self.headers.apply()
+        if s.set_rlimit:
+            self.limit_notes = raise_limits()
         name = choose_backend(s.backend, self.kernel.capabilities)
         self.backend = backends.make_backend(name, self.kernel, self.kernel.capabilities)
         selected = select(self.candidate_names(), s.regex)
@@ -159,12 +161,13 @@ class Collector:
         self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None)
         self._bpf = compile_program(spec)
+        self.backend.prepare(self._bpf)
         self._write_config()
         self._open_buffer()
         self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
                              regex=s.regex, total=len(self.backend.candidates))
         self._attach_set(set(selected))
-        if not self._attached:
+        if not self.backend.attached:
             raise IpftError(f"no probe could be attached ({self.status.failed} failed)")
         self.status = replace(self.status, ready=True)
         self._on_progress(self.status)
@@ -185,40 +188,22 @@ class Collector:
         table = self._bpf[b"config"]
         table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(s.tracer == "function_graph"), 0)
 
-    def _sync_returns(self) -> None:
-        """Return probes for attached call targets while tracing function_graph."""
-        graph = self.settings.tracer == "function_graph"
-        wanted = {p for p in self._attached if graph and p in self.backend.returns}
-        for probe_id in [p for p in self._returns if p not in wanted]:
-            self.backend.detach(self._returns.pop(probe_id))
-        for probe_id in sorted(wanted - self._returns.keys()):
-            try:
-                self._returns[probe_id] = self.backend.attach_return(self._bpf, probe_id)
-            except OSError as exc:
-                self._on_notice(f"attach return of {self.backend.candidates[probe_id].name} "
-                                f"failed: {exc}")
-
     def _attach_set(self, wanted: set[int]) -> None:
-        """Attach what is wanted and not attached; detach the rest. Reports progress."""
-        for probe_id in [p for p in self._attached if p not in wanted]:
-            self.backend.detach(self._attached.pop(probe_id))
-        failed = 0
-        todo = sorted(wanted - self._attached.keys())
+        """Make the attached set exactly `wanted` (return probes too, for function_graph)."""
         filtered = len(self.backend.candidates) - len(wanted)
-        self.status = replace(self.status, attaching=True, attach_done=0, attach_todo=len(todo))
-        for n, probe_id in enumerate(todo, 1):
-            try:
-                self._attached[probe_id] = self.backend.attach(self._bpf, probe_id)
-            except OSError as exc:
-                failed += 1
-                self._on_notice(f"attach {self.backend.candidates[probe_id].name} failed: {exc}")
-            if n % 16 == 0 or n == len(todo):
-                self.status = replace(self.status, attached=len(self._attached), failed=failed,
-                                      filtered=filtered, attach_done=n)
-                self._on_progress(self.status)
-        self._sync_returns()
-        self.status = replace(self.status, attached=len(self._attached), failed=failed,
-                              filtered=filtered, attaching=False)
+        todo = len(wanted - self.backend.attached)
+        self.status = replace(self.status, attaching=True, attach_done=0, attach_todo=todo,
+                              filtered=filtered)
+
+        def progress(done: int, total: int) -> None:
+            self.status = replace(self.status, attached=len(self.backend.attached),
+                                  attach_done=done, attach_todo=total)
+            self._on_progress(self.status)
+
+        failed = self.backend.sync(self._bpf, wanted, self.settings.tracer == "function_graph",
+                                   progress, self._on_notice)
+        self.status = replace(self.status, attached=len(self.backend.attached), failed=failed,
+                              attaching=False)
 
     def _loop(self) -> None:
         next_status = time.monotonic()
@@ -276,7 +261,7 @@ class Collector:
                     self._bpf[b"calls"].clear()  # calls left from an earlier graph run
                 self.settings.tracer = arg
                 self._write_config()
-                self._sync_returns()
+                self._attach_set(self.backend.attached)
                 self.status = replace(self.status, tracer=arg)
             elif command == "regex":
                 wanted = set(select(self.candidate_names(), arg))
@@ -288,10 +273,8 @@ class Collector:
             self._on_notice(str(exc))
 
     def _teardown(self) -> None:
-        for handle in [*self._returns.values(), *self._attached.values()]:
-            self.backend.detach(handle)
-        self._returns.clear()
-        self._attached.clear()
+        if self.backend is not None:
+            self.backend.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import signal
 import socket
 import sys
@@ -77,33 +76,6 @@ def run_list(args) -> int:
     return 0
 
 
-def raise_rlimits(verbose: bool) -> None:
-    """Raise RLIMIT_MEMLOCK (old kernels charge BPF maps to it) and RLIMIT_NOFILE
-    (one fd per attached probe). Where a container forbids the full raise, go as
-    high as allowed: since 5.11 BPF memory is charged to the cgroup instead."""
-    notes = []
-    try:
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        notes.append("RLIMIT_MEMLOCK to infinity")
-    except (OSError, ValueError) as exc:
-        notes.append(f"RLIMIT_MEMLOCK unchanged ({exc})")
-    try:
-        with open("/proc/sys/fs/nr_open") as f:
-            nr_open = int(f.read())
-    except (OSError, ValueError):
-        nr_open = resource.RLIM_INFINITY
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for wanted in (nr_open, hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
-            notes.append(f"RLIMIT_NOFILE to {wanted}")
-            break
-        except (OSError, ValueError):
-            continue
-    if verbose:
-        err("Bumped " + ", ".join(notes) + "\n")
-
-
 def dump_options(s: TraceSettings, args) -> None:
     rows = [("mark", f"0x{s.mark:x}"), ("mask", f"0x{s.mask:x}"), ("regex", s.regex),
             ("script", args.script), ("tracer", s.tracer), ("backend", s.backend),
@@ -171,8 +143,7 @@ def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
 def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) -> int:
     if args.verbose:
         dump_options(settings, args)
-    if not args.no_set_rlimit:
-        raise_rlimits(args.verbose)
+    settings.set_rlimit = not args.no_set_rlimit
     if args.output == "json":
         output = JsonOutput(sys.stdout, with_tuple=args.output_tuple)
     else:
@@ -211,6 +182,8 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
         err("\n")
         if args.verbose and collector.headers:
             err(f"Kernel headers: {collector.headers.how}\n")
+            if collector.limit_notes:
+                err("Limits: " + ", ".join(collector.limit_notes) + "\n")
             err(f"Backend: {collector.status.backend}\n")
         elif settings.backend == "auto":
             err(f"Backend: {collector.status.backend} (auto)\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from array import array
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -88,31 +89,90 @@ FREE_FUNCTIONS = frozenset({
 })
 
 
+class Interned:
+    """Names and metas shared by all packets of a store: samples keep small indexes."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self._name_ids: dict[str, int] = {}
+        self.metas: list[Meta | None] = [None]
+        self._meta_ids: dict[Meta, int] = {}
+        # Decoding hands out the same Meta object for repeated headers: looking it up
+        # by identity first skips hashing its fields. (Interned metas stay alive, so
+        # their ids stay unique.)
+        self._meta_by_object: dict[int, int] = {}
+
+    def name_id(self, name: str) -> int:
+        found = self._name_ids.get(name)
+        if found is None:
+            found = self._name_ids[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def meta_id(self, meta: Meta | None) -> int:
+        if meta is None:
+            return 0
+        found = self._meta_by_object.get(id(meta))
+        if found is None:
+            found = self._meta_ids.get(meta)
+            if found is None:
+                found = self._meta_ids[meta] = len(self.metas)
+                self.metas.append(meta)
+                self._meta_by_object[id(meta)] = found
+        return found
+
+
+_new = tuple.__new__
+_RETURN_BIT = 1 << 31
+
+
 class Packet:
-    """One journey: the samples of one skb between its allocation and its free."""
+    """One journey: the samples of one skb between its allocation and its free.
 
-    __slots__ = ("key", "packet_id", "samples", "cpus", "functions", "freed", "drop_reason", "meta")
+    Samples are kept compactly (a timestamp, a word of function/CPU/return, a meta
+    index; drop reasons and extension fields aside) and rebuilt as `Sample`s when
+    asked for: a live TUI may hold millions of them."""
 
-    def __init__(self, key: int, packet_id: int):
+    __slots__ = ("key", "packet_id", "_interned", "_ts", "_info", "_meta", "_extra",
+                 "_functions", "_cpus", "_first", "_last", "freed", "drop_reason", "meta")
+
+    def __init__(self, key: int, packet_id: int, interned: Interned | None = None):
         self.key = key  # unique within a PacketStore; packet ids are recycled
         self.packet_id = packet_id
-        self.samples: list[Sample] = []
-        self.cpus: set[int] = set()
-        self.functions: set[str] = set()
+        self._interned = interned or Interned()
+        self._ts = array("q")
+        self._info = array("I")  # function id | cpu << 16 | is_return << 31
+        self._meta = array("I")
+        self._extra: dict[int, tuple] | None = None  # sample index -> (fields, drop reason)
+        self._functions = 0  # bit per function id
+        self._cpus = 0  # bit per CPU
+        self._first = self._last = 0  # indexes of the earliest and latest samples
         self.freed = False
         self.drop_reason: str | None = None
         self.meta: Meta | None = None  # the first sample's that had headers: the flow
 
     def add(self, sample: Sample) -> None:
-        samples = self.samples
-        if samples and sample.timestamp < samples[-1].timestamp:
-            samples.append(sample)
-            samples.sort(key=_timestamp)  # rare: samples from another CPU came late
-        else:
-            samples.append(sample)
-        self.cpus.add(sample.processor_id)
+        interned = self._interned
         function = sample.function
-        self.functions.add(function)
+        name_id = interned._name_ids.get(function)
+        if name_id is None:
+            name_id = interned.name_id(function)
+        index = len(self._ts)
+        ts = sample.timestamp
+        self._ts.append(ts)
+        self._info.append(name_id | (sample.processor_id & 0x7FFF) << 16
+                          | (_RETURN_BIT if sample.is_return else 0))
+        self._meta.append(interned.meta_id(sample.meta))
+        if sample.fields is not None or sample.drop_reason is not None:
+            if self._extra is None:
+                self._extra = {}
+            self._extra[index] = (sample.fields, sample.drop_reason)
+        self._functions |= 1 << name_id
+        self._cpus |= 1 << (sample.processor_id & 0x7FFF)
+        if ts < self._ts[self._first]:
+            self._first = index
+        if ts >= self._ts[self._last]:
+            self._last = index
         if function in FREE_FUNCTIONS and not sample.is_return:
             self.freed = True
         reason = sample.drop_reason
@@ -121,17 +181,53 @@ class Packet:
         if self.meta is None and sample.meta is not None and sample.meta.saddr:
             self.meta = sample.meta
 
+    def _sample(self, i: int) -> Sample:
+        info = self._info[i]
+        fields, reason = self._extra.get(i, (None, None)) if self._extra else (None, None)
+        return _new(Sample, (self.packet_id, self._ts[i], (info >> 16) & 0x7FFF,
+                             self._interned.names[info & 0xFFFF], bool(info & _RETURN_BIT),
+                             fields, reason, self._interned.metas[self._meta[i]], None))
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The journey in timestamp order."""
+        ts = self._ts
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        return [self._sample(i) for i in order]
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
     @property
     def first(self) -> Sample:
-        return self.samples[0]
+        return self._sample(self._first)
 
     @property
     def last(self) -> Sample:
-        return self.samples[-1]
+        return self._sample(self._last)
 
     @property
     def duration(self) -> int:
-        return self.samples[-1].timestamp - self.samples[0].timestamp
+        return self._ts[self._last] - self._ts[self._first]
+
+    @property
+    def functions(self) -> set[str]:
+        names, mask = self._interned.names, self._functions
+        return {names[i] for i in range(len(names)) if mask >> i & 1}
+
+    def has_function(self, function: str) -> bool:
+        found = self._interned._name_ids.get(function)
+        return found is not None and bool(self._functions >> found & 1)
+
+    @property
+    def cpus(self) -> list[int]:
+        mask, cpu, out = self._cpus, 0, []
+        while mask:
+            if mask & 1:
+                out.append(cpu)
+            mask >>= 1
+            cpu += 1
+        return out
 
 
 class PacketStore:
@@ -146,6 +242,7 @@ class PacketStore:
         self.max_packets = max_packets
         self.split_on_free = split_on_free
         self.packets: dict[int, Packet] = {}  # key -> packet, oldest first
+        self.interned = Interned()
         self._current: dict[int, Packet] = {}  # packet id -> its newest packet
         self._next_key = 0
         self.evicted = 0
@@ -166,7 +263,7 @@ class PacketStore:
         for sample in samples:
             packet = current.get(sample.packet_id)
             if packet is None or (split and packet.freed and sample.function not in FREE_FUNCTIONS):
-                packet = Packet(self._next_key, sample.packet_id)
+                packet = Packet(self._next_key, sample.packet_id, self.interned)
                 self._next_key += 1
                 packets[packet.key] = packet
                 current[sample.packet_id] = packet
@@ -183,7 +280,7 @@ class PacketStore:
             return
         for key in list(self.packets)[:excess]:
             packet = self.packets.pop(key)
-            self.samples -= len(packet.samples)
+            self.samples -= len(packet)
             if self._current.get(packet.packet_id) is packet:
                 del self._current[packet.packet_id]
         self.evicted += excess
@@ -192,7 +289,7 @@ class PacketStore:
         return [p.samples for p in self.packets.values()]
 
     def with_function(self, function: str) -> list[Packet]:
-        return [p for p in self.packets.values() if function in p.functions]
+        return [p for p in self.packets.values() if p.has_function(function)]
 
     def clear(self) -> None:
         self.packets.clear()

@@ -28,6 +28,7 @@ class TraceSettings:
     module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
     module_label: str = "extension"
     count_only: bool = False  # benchmark floor: BPF counts matches, delivers nothing
+    set_rlimit: bool = True  # raise RLIMIT_MEMLOCK / RLIMIT_NOFILE before attaching
 
 
 def parse_u32(text: str, what: str) -> int:

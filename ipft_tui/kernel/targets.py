@@ -65,17 +65,20 @@ class _SkbTypeCache:
         return self.btf.kind(self.btf.strip(type_id)) in (btfmod.STRUCT, btfmod.UNION)
 
 
-def _skb_position(cache: _SkbTypeCache, proto_id: int) -> int:
-    """1-based position of the first skb parameter, 0 if none or not traceable."""
-    position = 0
+def _skb_position(cache: _SkbTypeCache, proto_id: int) -> tuple[int, int]:
+    """1-based positions of the first skb parameter (0 if none or not traceable) and
+    of an `enum skb_drop_reason` parameter (-1 if none)."""
+    position, reason = 0, -1
     for pos, (_name, type_id) in enumerate(cache.btf.params(proto_id), 1):
         if type_id == 0:  # varargs
-            return 0
+            return 0, -1
         if cache.by_value_aggregate(type_id):
-            return 0
+            return 0, -1
         if not position and cache.is_skb(type_id):
             position = pos
-    return position
+        elif reason < 0 and _is_drop_reason(cache.btf, type_id):
+            reason = pos
+    return position, reason
 
 
 def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
@@ -86,10 +89,10 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
         for type_id in blob.own_ids():
             if blob.kind(type_id) != btfmod.FUNC:
                 continue
-            pos = _skb_position(cache, blob.ref(type_id))
+            pos, reason = _skb_position(cache, blob.ref(type_id))
             if pos:
                 name = blob.name(type_id)
-                found.setdefault(name, Target(name, pos, blob.label))
+                found.setdefault(name, Target(name, pos, blob.label, "function", reason))
     return sorted(found.values())
 
 

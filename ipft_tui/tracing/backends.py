@@ -1,22 +1,99 @@
-"""Tracing backends: which targets they trace, their BPF entry points, attach/detach.
+"""Tracing backends: which targets they trace, their BPF entry points, and
+attaching/detaching them.
 
 A probe id is a target's index in the backend's candidate list. It is fixed when
 the program is built, so attaching or detaching targets later (a new regex, a
-new tracer) never needs a recompile.
+new tracer) never needs a recompile. Every backend offers the same operations:
+`entry_points()` (C source), `prepare(bpf)` once compiled, `sync(bpf, wanted,
+graph)` to make the attached set exactly `wanted` (with return probes when
+`graph`), and `close()` to detach everything.
 """
 
 from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
 
 from ..errors import IpftError
 from ..kernel import bpfsys
 from ..kernel.targets import Target
 
 BACKENDS = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
-IMPLEMENTED = ("tracepoint",)
+IMPLEMENTED = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
 TRACK_CALL = 1 << 31  # IPFT_TRACK_CALL in bpf/ipft.bpf.c
+MAX_FUNCTION_ARG = 5  # skb positions the function backends read (x86-64: registers)
+
+Progress = Callable[[int, int], None]  # (done, todo)
 
 
-class TracepointBackend:
+def _shape(target: Target) -> str:
+    """Entry points differ by where the skb (and a drop reason) sit in the arguments."""
+    return f"arg{target.skb_pos}" + (f"_reason{target.reason_pos}" if target.reason_pos >= 0 else "")
+
+
+class PerProbeBackend:
+    """Backends that attach each target on its own (one fd per probe)."""
+
+    name = ""
+    candidates: list[Target]
+    returns: set[int]  # probe ids that have a return probe
+
+    def __init__(self):
+        self._attached: dict[int, int] = {}
+        self._returning: dict[int, int] = {}
+
+    def prepare(self, bpf) -> None:
+        pass
+
+    @property
+    def attached(self) -> set[int]:
+        return set(self._attached)
+
+    def sync(self, bpf, wanted: set[int], graph: bool, progress: Progress,
+             notice: Callable[[str], None]) -> int:
+        """Attach/detach so that exactly `wanted` is attached; returns how many failed."""
+        for probe_id in [p for p in self._returning if p not in wanted or not graph]:
+            bpfsys.close(self._returning.pop(probe_id))
+        for probe_id in [p for p in self._attached if p not in wanted]:
+            bpfsys.close(self._attached.pop(probe_id))
+        todo = sorted(wanted - self._attached.keys())
+        failed = 0
+        for n, probe_id in enumerate(todo, 1):
+            try:
+                self._attached[probe_id] = self._attach(bpf, probe_id)
+            except OSError as exc:
+                failed += 1
+                notice(f"attach {self.candidates[probe_id].name} failed: {exc}")
+            if n % 16 == 0 or n == len(todo):
+                progress(n, len(todo))
+        if graph:
+            for probe_id in sorted((self._attached.keys() & self.returns) - self._returning.keys()):
+                try:
+                    self._returning[probe_id] = self._attach_return(bpf, probe_id)
+                except OSError as exc:
+                    notice(f"attach return of {self.candidates[probe_id].name} failed: {exc}")
+        return failed
+
+    def close(self) -> None:
+        for fd in [*self._returning.values(), *self._attached.values()]:
+            bpfsys.close(fd)
+        self._returning.clear()
+        self._attached.clear()
+
+    def _attach(self, bpf, probe_id: int) -> int:
+        raise NotImplementedError
+
+    def _attach_return(self, bpf, probe_id: int) -> int:
+        raise NotImplementedError
+
+
+def _load(bpf, name: str, prog_type: str) -> int:
+    from bcc import BPF  # noqa: PLC0415 - bcc only exists where tracing runs
+
+    return bpf.load_func(name.encode(), getattr(BPF, prog_type)).fd
+
+
+class TracepointBackend(PerProbeBackend):
     """Raw tracepoints that carry an skb.
 
     With BPF cookies (kernel 6.10+) one program per skb argument index serves
@@ -29,17 +106,15 @@ class TracepointBackend:
     name = "tracepoint"
 
     def __init__(self, candidates: list[Target], use_cookie: bool, returns: dict[str, str]):
+        super().__init__()
         self.candidates = candidates
         self.use_cookie = use_cookie
         # probe id -> exit tracepoint, for entries that have one
-        self.returns = {i: returns[t.name] for i, t in enumerate(candidates) if t.name in returns}
+        self.exits = {i: returns[t.name] for i, t in enumerate(candidates) if t.name in returns}
+        self.returns = set(self.exits)
 
     def _probe_word(self, probe_id: int) -> int:
-        return probe_id | (TRACK_CALL if probe_id in self.returns else 0)
-
-    @staticmethod
-    def _shape(target: Target) -> str:
-        return f"arg{target.skb_pos}" + (f"_reason{target.reason_pos}" if target.reason_pos >= 0 else "")
+        return probe_id | (TRACK_CALL if probe_id in self.exits else 0)
 
     @staticmethod
     def _reason(target: Target) -> str:
@@ -47,16 +122,13 @@ class TracepointBackend:
 
     def _entry_name(self, probe_id: int) -> str:
         target = self.candidates[probe_id]
-        return f"ipft_tp_{self._shape(target)}" if self.use_cookie else f"ipft_tp_{probe_id}"
-
-    def _return_name(self, probe_id: int) -> str:
-        return "ipft_tp_return" if self.use_cookie else f"ipft_tp_return_{probe_id}"
+        return f"ipft_tp_{_shape(target)}" if self.use_cookie else f"ipft_tp_{probe_id}"
 
     def entry_points(self) -> str:
         ctx = "struct bpf_raw_tracepoint_args *ctx"
         lines = []
         if self.use_cookie:
-            shapes = {self._shape(t): t for t in self.candidates}
+            shapes = {_shape(t): t for t in self.candidates}
             for shape, t in sorted(shapes.items()):
                 lines.append(f"int ipft_tp_{shape}({ctx})\n{{ return ipft_sample(ctx, "
                              f"(void *)ctx->args[{t.skb_pos}], (u32)bpf_get_attach_cookie(ctx), "
@@ -68,35 +140,236 @@ class TracepointBackend:
                 lines.append(f"int ipft_tp_{probe_id}({ctx})\n{{ return ipft_sample(ctx, "
                              f"(void *)ctx->args[{target.skb_pos}], {self._probe_word(probe_id)}u, "
                              f"{self._reason(target)}); }}\n")
-            for probe_id in self.returns:
+            for probe_id in self.exits:
                 lines.append(f"int ipft_tp_return_{probe_id}({ctx})\n"
                              f"{{ return ipft_sample_return(ctx, {probe_id}); }}\n")
         return "".join(lines)
 
     def _open(self, bpf, function: str, tracepoint: str, cookie: int) -> int:
-        from bcc import BPF  # noqa: PLC0415 - bcc only exists where tracing runs
+        fd = _load(bpf, function, "RAW_TRACEPOINT")
+        return bpfsys.raw_tracepoint_open(fd, tracepoint, cookie if self.use_cookie else 0)
 
-        fn = bpf.load_func(function.encode(), BPF.RAW_TRACEPOINT)
-        return bpfsys.raw_tracepoint_open(fn.fd, tracepoint, cookie if self.use_cookie else 0)
-
-    def attach(self, bpf, probe_id: int) -> int:
-        """Attach one target; returns the link fd (closing it detaches)."""
+    def _attach(self, bpf, probe_id: int) -> int:
         return self._open(bpf, self._entry_name(probe_id), self.candidates[probe_id].name,
                           self._probe_word(probe_id))
 
-    def attach_return(self, bpf, probe_id: int) -> int | None:
-        """Attach the return probe of a call target; None when it has none."""
-        if probe_id not in self.returns:
-            return None
-        return self._open(bpf, self._return_name(probe_id), self.returns[probe_id], probe_id)
-
-    def detach(self, handle: int) -> None:
-        bpfsys.close(handle)
+    def _attach_return(self, bpf, probe_id: int) -> int:
+        name = "ipft_tp_return" if self.use_cookie else f"ipft_tp_return_{probe_id}"
+        return self._open(bpf, name, self.exits[probe_id], probe_id)
 
 
-def make_backend(name: str, kernel, capabilities) -> TracepointBackend:
+class FunctionBackend(PerProbeBackend):
+    """Kernel functions with a `struct sk_buff *` argument: shared by kprobe,
+    kprobe-multi and ftrace. The probe id comes from the function's address
+    (bpf_get_func_ip, looked up in the func_ids map) or from a BPF cookie."""
+
+    prefix = ""
+
+    def __init__(self, candidates: list[Target], addresses: dict[str, int]):
+        super().__init__()
+        self.candidates = candidates
+        self.addresses = addresses
+        self.returns = set(range(len(candidates)))
+
+    def prepare(self, bpf) -> None:
+        """Function address -> probe id, for bpf_get_func_ip() (with and without an
+        IBT endbr64 in front: kernels report either)."""
+        table = bpf[b"func_ids"]
+        for probe_id, target in enumerate(self.candidates):
+            address = self.addresses.get(target.name)
+            if address:
+                for ip in (address, address + 4):
+                    table[ctypes.c_uint64(ip)] = ctypes.c_uint32(probe_id | TRACK_CALL)
+
+    def _shapes(self) -> dict[str, Target]:
+        return {_shape(t): t for t in self.candidates}
+
+    def _entry_name(self, probe_id: int) -> str:
+        return f"ipft_{self.prefix}_{_shape(self.candidates[probe_id])}"
+
+
+class KprobeBackend(FunctionBackend):
+    """One kprobe (perf event) per function; kretprobes for function_graph."""
+
+    name = "kprobe"
+    prefix = "kp"
+
+    def entry_points(self) -> str:
+        lines = []
+        for shape, t in sorted(self._shapes().items()):
+            reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
+            lines.append(f"int ipft_kp_{shape}(struct pt_regs *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
+                         f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
+                         f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), probe, {reason}); }}\n")
+        lines.append("int ipft_kp_return(struct pt_regs *ctx)\n{ u32 probe = ipft_func_probe(ctx);\n"
+                     "  return probe == IPFT_NO_PROBE ? 0 : "
+                     "ipft_sample_return(ctx, probe & ~IPFT_TRACK_CALL); }\n")
+        return "".join(lines)
+
+    def _perf(self, bpf, program: str, probe_id: int, retprobe: bool) -> int:
+        fd = _load(bpf, program, "KPROBE")
+        perf_fd = bpfsys.perf_kprobe_open(self.candidates[probe_id].name, retprobe=retprobe)
+        try:
+            bpfsys.perf_set_bpf(perf_fd, fd)
+        except OSError:
+            bpfsys.close(perf_fd)
+            raise
+        return perf_fd
+
+    def _attach(self, bpf, probe_id: int) -> int:
+        return self._perf(bpf, self._entry_name(probe_id), probe_id, False)
+
+    def _attach_return(self, bpf, probe_id: int) -> int:
+        return self._perf(bpf, "ipft_kp_return", probe_id, True)
+
+
+class FentryBackend(FunctionBackend):
+    """fentry/fexit: each function needs a program loaded for it, so the bytecode
+    bcc compiled once per skb position is loaded again per target BTF id."""
+
+    name = "ftrace"
+    prefix = "fe"
+
+    def __init__(self, candidates: list[Target], addresses: dict[str, int], btf_ids: dict[str, int]):
+        super().__init__(candidates, addresses)
+        self.btf_ids = btf_ids
+        self._programs: list[int] = []
+
+    def entry_points(self) -> str:
+        lines = []
+        for shape, t in sorted(self._shapes().items()):
+            reason = f"(u32)ctx[{t.reason_pos - 1}]" if t.reason_pos > 0 else "0"
+            lines.append(f"int ipft_fe_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
+                         f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
+                         f"(void *)ctx[{t.skb_pos - 1}], probe, {reason}); }}\n")
+            # At exit the arguments are still readable: no need to remember the skb.
+            lines.append(f"int ipft_fx_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
+                         f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample_exit(ctx, "
+                         f"(void *)ctx[{t.skb_pos - 1}], probe & ~IPFT_TRACK_CALL); }}\n")
+        return "".join(lines)
+
+    def _tracing(self, bpf, program: str, probe_id: int, attach_type: int) -> int:
+        insns = bpf.dump_func(program.encode())
+        fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, expected_attach_type=attach_type,
+                              attach_btf_id=self.btf_ids[self.candidates[probe_id].name])
+        try:
+            link = bpfsys.raw_tracepoint_open(fd, None)
+        finally:
+            bpfsys.close(fd)  # the link keeps the program alive
+        return link
+
+    def _attach(self, bpf, probe_id: int) -> int:
+        return self._tracing(bpf, self._entry_name(probe_id), probe_id, bpfsys.ATTACH_TRACE_FENTRY)
+
+    def _attach_return(self, bpf, probe_id: int) -> int:
+        name = f"ipft_fx_{_shape(self.candidates[probe_id])}"
+        return self._tracing(bpf, name, probe_id, bpfsys.ATTACH_TRACE_FEXIT)
+
+
+class KprobeMultiBackend(FunctionBackend):
+    """kprobe-multi: one link per entry point for all its functions, the probe id in
+    each function's BPF cookie. Changing the set re-creates the links (fast)."""
+
+    name = "kprobe-multi"
+    prefix = "km"
+
+    def __init__(self, candidates: list[Target], addresses: dict[str, int]):
+        super().__init__(candidates, addresses)
+        self._links: list[int] = []
+        self._selected: set[int] = set()
+        self._graph = False
+
+    def entry_points(self) -> str:
+        lines = []
+        for shape, t in sorted(self._shapes().items()):
+            reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
+            lines.append(f"int ipft_km_{shape}(struct pt_regs *ctx)\n{{ return ipft_sample(ctx, "
+                         f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), (u32)bpf_get_attach_cookie(ctx), "
+                         f"{reason}); }}\n")
+        lines.append("int ipft_km_return(struct pt_regs *ctx)\n{ return ipft_sample_return(ctx, "
+                     "(u32)bpf_get_attach_cookie(ctx) & ~IPFT_TRACK_CALL); }\n")
+        return "".join(lines)
+
+    @property
+    def attached(self) -> set[int]:
+        return set(self._selected)
+
+    def _program(self, bpf, name: str) -> int:
+        """bcc loads kprobes without the kprobe-multi attach type: load its bytecode again."""
+        return bpfsys.prog_load(bpfsys.PROG_TYPE_KPROBE, bpf.dump_func(name.encode()),
+                                expected_attach_type=bpfsys.ATTACH_TRACE_KPROBE_MULTI)
+
+    def sync(self, bpf, wanted: set[int], graph: bool, progress: Progress,
+             notice: Callable[[str], None]) -> int:
+        if wanted == self._selected and graph == self._graph and self._links:
+            return 0
+        self.close()
+        groups: dict[str, list[int]] = {}
+        for probe_id in sorted(wanted):
+            groups.setdefault(self._entry_name(probe_id), []).append(probe_id)
+        failed = 0
+        done = 0
+        for program, ids in groups.items():
+            try:
+                self._link(bpf, program, ids, return_probe=False)
+                if graph:
+                    self._link(bpf, "ipft_km_return", ids, return_probe=True)
+                self._selected.update(ids)
+            except OSError as exc:
+                failed += len(ids)
+                notice(f"kprobe-multi link for {len(ids)} functions ({program}) failed: {exc}")
+            done += len(ids)
+            progress(done, len(wanted))
+        self._graph = graph
+        return failed
+
+    def _link(self, bpf, program: str, ids: list[int], return_probe: bool) -> None:
+        fd = self._program(bpf, program)
+        try:
+            link = bpfsys.kprobe_multi_link(fd, [self.candidates[i].name for i in ids],
+                                            cookies=[i | TRACK_CALL for i in ids],
+                                            return_probe=return_probe)
+        finally:
+            bpfsys.close(fd)
+        self._links.append(link)
+
+    def close(self) -> None:
+        for fd in self._links:
+            bpfsys.close(fd)
+        self._links.clear()
+        self._selected.clear()
+
+
+# Tracepoint plumbing that also takes an skb: probing it only doubles the tracepoints.
+PLUMBING_PREFIXES = ("__bpf_trace_", "__probestub_", "__traceiter_")
+
+
+def function_targets(kernel, max_pos: int = MAX_FUNCTION_ARG) -> tuple[list[Target], dict[str, int]]:
+    """skb functions the function backends can trace: in kallsyms, skb in a register."""
+    names = {t.name for t in kernel.functions}
+    from ..kernel.kallsyms import addresses  # noqa: PLC0415
+    found = addresses(names)
+    targets = [t for t in kernel.functions
+               if t.skb_pos <= max_pos and t.reason_pos <= max_pos and found.get(t.name)
+               and not t.name.startswith(PLUMBING_PREFIXES)]
+    return targets, found
+
+
+def make_backend(name: str, kernel, capabilities):
     if name == "tracepoint":
         return TracepointBackend(kernel.tracepoints, capabilities.raw_tp_cookie,
                                  kernel.tracepoint_returns)
-    raise IpftError(f"the {name} backend is not implemented yet; "
-                    f"implemented: {', '.join(IMPLEMENTED)}")
+    targets, found = function_targets(kernel)
+    if not targets:
+        raise IpftError("no skb function of this kernel's BTF is in /proc/kallsyms")
+    if name == "kprobe":
+        return KprobeBackend(targets, found)
+    if name == "kprobe-multi":
+        return KprobeMultiBackend(targets, found)
+    if name == "ftrace":
+        from ..kernel.btf import FUNC  # noqa: PLC0415
+        vmlinux = kernel.btf[0]  # module functions would need the module's BTF fd: vmlinux only
+        btf_ids = {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == FUNC}
+        targets = [t for t in targets if t.module == "vmlinux" and t.name in btf_ids]
+        return FentryBackend(targets, found, btf_ids)
+    raise IpftError(f"unknown backend {name}")

@@ -193,7 +193,7 @@ class IpftApp(App):
     def _visible(self, packet) -> bool:
         if self.drops_only and packet.drop_reason is None:
             return False
-        return not self.function_filter or self.function_filter in packet.functions
+        return not self.function_filter or packet.has_function(self.function_filter)
 
     def _update_status(self) -> None:
         status = self.source.status
@@ -291,7 +291,7 @@ class IpftApp(App):
         self.notify("only dropped packets" if self.drops_only else "all packets")
 
     def action_find_function(self) -> None:
-        names = sorted({f for p in self.store.packets.values() for f in p.functions})
+        names = sorted(self.store.interned.names)
 
         def done(result) -> None:
             if result is None:

@@ -45,12 +45,12 @@ def packet_cells(packet: Packet, origin: int) -> list[tuple[str, Style | None]]:
     return [
         (str(packet.key), DROP_STYLE if dropped else None),
         (fmt.offset(packet.first.timestamp - origin), None),
-        (str(len(packet.samples)), None),
+        (str(len(packet)), None),
         (packet.first.function, None),
         (last, DROP_STYLE if dropped else None),
         (fmt.duration(packet.duration), None),
         (flow_text(packet.meta), GREEN),
-        (",".join(str(c) for c in sorted(packet.cpus)), None),
+        (",".join(str(c) for c in packet.cpus), None),
         (fields_text(packet.last.fields), GREEN),
         (packet_id_text(packet.packet_id), DIM),
     ]

@@ -67,11 +67,12 @@ class JourneyTree(Tree):
             return
         label = Text(f"packet {packet.key}  ", style="bold")
         label.append(packet_id_text(packet.packet_id), style="dim")
-        label.append(f"  {len(packet.samples)} samples, {fmt.duration(packet.duration)}")
+        label.append(f"  {len(packet)} samples, {fmt.duration(packet.duration)}")
         self.root.set_label(label)
-        self.origin = packet.first.timestamp  # journey times count from the packet's first sample
+        samples = packet.samples
+        self.origin = samples[0].timestamp  # journey times count from the packet's first sample
         if tracer == "function_graph":
-            roots = build_call_tree(packet.samples)
+            roots = build_call_tree(samples)
             durations = sorted((n.duration for n in _walk(roots) if n.duration is not None),
                                reverse=True)
             # The slowest calls (top 10%, at least one) are highlighted.
@@ -79,7 +80,7 @@ class JourneyTree(Tree):
             self._add_calls(self.root, roots)
         else:
             previous = None
-            for sample in packet.samples:
+            for sample in samples:
                 self.root.add_leaf(sample_label(sample, self.origin, previous), data=sample)
                 previous = sample
         self.root.expand()

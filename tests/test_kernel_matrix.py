@@ -1,0 +1,45 @@
+"""kprobe, kprobe-multi and ftrace on real Debian kernels (6.1, 6.12) booted under
+QEMU software emulation (tests/vm/run_matrix.py); the tests that run inside are
+tests/vm/guest_backends.py. Takes several minutes: one boot per kernel."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import IN_CI, REPO
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def vm_ready():
+    reason = None
+    if os.geteuid() != 0:
+        reason = "needs root"
+    elif os.environ.get("IPFT_SKIP_VM") == "1" and not IN_CI:
+        reason = "IPFT_SKIP_VM=1"
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true and the kernel-matrix test cannot run: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.mark.timeout(3600)
+def test_function_backends_on_the_kernel_matrix(vm_ready, tmp_path):
+    command = ('"$IPFT_VM_PYTHON" -m pytest -q -p no:cacheprovider -x '
+               "tests/vm/guest_backends.py")
+    proc = subprocess.run([sys.executable, "tests/vm/run_matrix.py", "--kernel", "all",
+                           "--out", str(tmp_path), "--", command],
+                          capture_output=True, text=True, cwd=REPO, timeout=3500)
+    print(proc.stdout[-6000:])
+    print(proc.stderr[-3000:], file=sys.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for series in ("6.1", "6.12"):
+        results = json.loads((tmp_path / series / f"results-{series}.json").read_text())
+        backends = results["backends"]
+        print(series, json.dumps(backends))
+        assert backends["kprobe"]["supported"] and backends["ftrace"]["supported"]
+        assert backends["kprobe-multi"]["supported"] == (series == "6.12")

@@ -1,0 +1,125 @@
+"""Run inside the kernel-matrix VMs (tests/vm/run_matrix.py), as root, by
+tests/test_kernel_matrix.py: the function backends on a real kernel of another
+version, with real marked packets. One Collector (one bcc compile, 20-30 s under
+emulation) per backend: function tracer first, then function_graph switched on
+live. Timings go to $IPFT_VM_OUT/results-<kernel>.json."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ipft_tui.calltree import build_call_tree, flatten
+from ipft_tui.collector import Collector
+from ipft_tui.kernel import Kernel
+from ipft_tui.model import group_by_packet
+from ipft_tui.netlab import VethPair
+from ipft_tui.settings import TraceSettings
+
+KERNEL = os.environ.get("IPFT_VM_KERNEL", "")
+OUT = os.environ.get("IPFT_VM_OUT", "/tmp")
+MARK = 0x7E57
+RESULTS: dict = {"kernel": KERNEL, "release": os.uname().release, "backends": {}}
+# Expected per kernel series (SPEC section 5).
+SUPPORTED = {"6.1": {"kprobe", "ftrace", "tracepoint"},
+             "6.12": {"kprobe", "kprobe-multi", "ftrace", "tracepoint"}}
+
+pytestmark = pytest.mark.skipif(not KERNEL, reason="runs inside the kernel-matrix VMs only")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return Kernel()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_results():
+    yield
+    with open(os.path.join(OUT, f"results-{KERNEL}.json"), "w") as f:
+        json.dump(RESULTS, f, indent=2)
+
+
+def test_capabilities_match_the_kernel(kernel):
+    caps = kernel.capabilities
+    RESULTS["supported"] = caps.supported()
+    assert set(caps.supported()) == SUPPORTED[KERNEL], caps.backends
+
+
+def in_order(functions, *expected):
+    it = iter(functions)
+    return all(name in it for name in expected)
+
+
+def traffic(pair: VethPair) -> None:
+    pair.mark_incoming(MARK, "-p", "udp")
+    pair.send_udp(7777, count=3, mark=MARK)  # A -> B, closed port: dropped in B
+    local = ("import socket, struct\n"
+             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, struct.pack('I', {MARK}))\n"
+             f"for _ in range(3): s.sendto(b'x', ('{pair.a_addr}', 7777))\n")
+    pair.exec(pair.ns_a, sys.executable, "-c", local)
+    time.sleep(1.0)
+
+
+def bpf_objects() -> list[str]:
+    progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
+                                      text=True).stdout or "[]")
+    return [p.get("name", "") for p in progs if p.get("name", "").startswith("ipft")]
+
+
+@pytest.mark.parametrize("backend", ["kprobe", "kprobe-multi", "ftrace"])
+def test_function_backend(kernel, backend):
+    if backend not in SUPPORTED[KERNEL]:
+        proc = subprocess.run([sys.executable, "-m", "ipft_tui", "-m", "1", "-o", "json",
+                               "-b", backend], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1
+        assert f"backend {backend} is not supported by this kernel" in proc.stderr
+        RESULTS["backends"][backend] = {"supported": False, "error": proc.stderr.strip()[-300:]}
+        return
+    got = []
+    collector = Collector(TraceSettings(mark=MARK, backend=backend), lambda b: got.extend(b.samples()))
+    started = time.monotonic()
+    collector.start()
+    collector.wait_ready(900)
+    ready = time.monotonic() - started
+    status = collector.status
+    result = {"supported": True, "candidates": status.total, "attached": status.attached,
+              "failed": status.failed, "start_to_ready_s": round(ready, 1)}
+    try:
+        assert status.attached > 1000, status
+        with VethPair("ipftvm") as pair:
+            traffic(pair)
+            journeys = [[s.function for s in j] for j in group_by_packet(got).values()]
+            assert any(in_order(j, "__dev_queue_xmit", "dev_hard_start_xmit") for j in journeys), journeys[:3]
+            assert any(in_order(j, "ip_rcv", "ip_local_deliver", "udp_rcv") for j in journeys), journeys[:3]
+            drops = {s.drop_reason for s in got if s.drop_reason}
+            assert "NO_SOCKET" in drops, drops
+
+            # function_graph, switched on live: return probes attach, calls nest.
+            t = time.monotonic()
+            collector.set_tracer("function_graph")
+            while collector.status.tracer != "function_graph" or collector.status.attaching:
+                time.sleep(0.2)
+            result["graph_switch_s"] = round(time.monotonic() - t, 1)
+            got.clear()
+            traffic(pair)
+        assert any(s.is_return for s in got)
+        nested = False
+        for journey in group_by_packet(got).values():
+            for node in flatten(build_call_tree(journey)):
+                if node.function == "ip_local_deliver" and node.exit is not None:
+                    inner = {c.function for c in flatten(node.children)}
+                    nested |= "ip_local_deliver_finish" in inner or "ip_protocol_deliver_rcu" in inner
+        assert nested, "ip_local_deliver did not contain ip_local_deliver_finish"
+    finally:
+        t = time.monotonic()
+        collector.stop(timeout=900)
+        result["detach_s"] = round(time.monotonic() - t, 1)
+        RESULTS["backends"][backend] = result
+    deadline = time.monotonic() + 30
+    while bpf_objects() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert bpf_objects() == []
