@@ -29,8 +29,7 @@ def vm_ready():
 
 @pytest.mark.timeout(3600)
 def test_function_backends_on_the_kernel_matrix(vm_ready, tmp_path):
-    command = ('"$IPFT_VM_PYTHON" -m pytest -q -p no:cacheprovider -x '
-               "tests/vm/guest_backends.py")
+    command = '"$IPFT_VM_PYTHON" -m pytest -q -p no:cacheprovider tests/vm/guest_backends.py'
     proc = subprocess.run([sys.executable, "tests/vm/run_matrix.py", "--kernel", "all",
                            "--out", str(tmp_path), "--", command],
                           capture_output=True, text=True, cwd=REPO, timeout=3500)

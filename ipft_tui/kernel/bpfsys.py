@@ -105,6 +105,16 @@ def kprobe_multi_link(prog_fd: int, symbols: list[str], cookies: list[int] | Non
     return _bpf(BPF_LINK_CREATE, attr.ljust(160, b"\0"))
 
 
+BPF_PERF_EVENT = 41  # attach type: a BPF link on a perf event (kernel 5.15+)
+
+
+def perf_link(prog_fd: int, perf_fd: int, cookie: int = 0) -> int:
+    """Attach a program to a perf event (e.g. a kprobe) as a BPF link with a cookie;
+    returns the link fd, which holds the perf event: closing it detaches."""
+    attr = struct.pack("<IIIIQ", prog_fd, perf_fd, BPF_PERF_EVENT, 0, cookie)
+    return _bpf(BPF_LINK_CREATE, attr.ljust(160, b"\0"))
+
+
 def close(fd: int) -> None:
     try:
         os.close(fd)

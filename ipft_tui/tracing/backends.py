@@ -160,8 +160,7 @@ class TracepointBackend(PerProbeBackend):
 
 class FunctionBackend(PerProbeBackend):
     """Kernel functions with a `struct sk_buff *` argument: shared by kprobe,
-    kprobe-multi and ftrace. The probe id comes from the function's address
-    (bpf_get_func_ip, looked up in the func_ids map) or from a BPF cookie."""
+    kprobe-multi and ftrace."""
 
     prefix = ""
 
@@ -171,16 +170,6 @@ class FunctionBackend(PerProbeBackend):
         self.addresses = addresses
         self.returns = set(range(len(candidates)))
 
-    def prepare(self, bpf) -> None:
-        """Function address -> probe id, for bpf_get_func_ip() (with and without an
-        IBT endbr64 in front: kernels report either)."""
-        table = bpf[b"func_ids"]
-        for probe_id, target in enumerate(self.candidates):
-            address = self.addresses.get(target.name)
-            if address:
-                for ip in (address, address + 4):
-                    table[ctypes.c_uint64(ip)] = ctypes.c_uint32(probe_id | TRACK_CALL)
-
     def _shapes(self) -> dict[str, Target]:
         return {_shape(t): t for t in self.candidates}
 
@@ -188,33 +177,37 @@ class FunctionBackend(PerProbeBackend):
         return f"ipft_{self.prefix}_{_shape(self.candidates[probe_id])}"
 
 
+def kprobe_entry_points(shapes: dict[str, Target]) -> str:
+    """kprobe programs that take the probe id from their BPF cookie (kprobe and
+    kprobe-multi links both carry one), one per skb/drop-reason position."""
+    lines = []
+    for shape, t in sorted(shapes.items()):
+        reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
+        lines.append(f"int ipft_kp_{shape}(struct pt_regs *ctx)\n{{ return ipft_sample(ctx, "
+                     f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), (u32)bpf_get_attach_cookie(ctx), "
+                     f"{reason}); }}\n")
+    lines.append("int ipft_kp_return(struct pt_regs *ctx)\n{ return ipft_sample_return(ctx, "
+                 "(u32)bpf_get_attach_cookie(ctx) & ~IPFT_TRACK_CALL); }\n")
+    return "".join(lines)
+
+
 class KprobeBackend(FunctionBackend):
-    """One kprobe (perf event) per function; kretprobes for function_graph."""
+    """One kprobe (perf event) per function, linked to its program with the probe id
+    as BPF cookie; kretprobes for function_graph."""
 
     name = "kprobe"
     prefix = "kp"
 
     def entry_points(self) -> str:
-        lines = []
-        for shape, t in sorted(self._shapes().items()):
-            reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
-            lines.append(f"int ipft_kp_{shape}(struct pt_regs *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
-                         f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
-                         f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), probe, {reason}); }}\n")
-        lines.append("int ipft_kp_return(struct pt_regs *ctx)\n{ u32 probe = ipft_func_probe(ctx);\n"
-                     "  return probe == IPFT_NO_PROBE ? 0 : "
-                     "ipft_sample_return(ctx, probe & ~IPFT_TRACK_CALL); }\n")
-        return "".join(lines)
+        return kprobe_entry_points(self._shapes())
 
     def _perf(self, bpf, program: str, probe_id: int, retprobe: bool) -> int:
         fd = _load(bpf, program, "KPROBE")
         perf_fd = bpfsys.perf_kprobe_open(self.candidates[probe_id].name, retprobe=retprobe)
         try:
-            bpfsys.perf_set_bpf(perf_fd, fd)
-        except OSError:
-            bpfsys.close(perf_fd)
-            raise
-        return perf_fd
+            return bpfsys.perf_link(fd, perf_fd, probe_id | TRACK_CALL)
+        finally:
+            bpfsys.close(perf_fd)  # the link keeps the perf event
 
     def _attach(self, bpf, probe_id: int) -> int:
         return self._perf(bpf, self._entry_name(probe_id), probe_id, False)
@@ -225,7 +218,9 @@ class KprobeBackend(FunctionBackend):
 
 class FentryBackend(FunctionBackend):
     """fentry/fexit: each function needs a program loaded for it, so the bytecode
-    bcc compiled once per skb position is loaded again per target BTF id."""
+    bcc compiled once per skb position is loaded again per target BTF id. The
+    probe id comes from the function's address (bpf_get_func_ip -> func_ids):
+    fentry programs get BPF cookies only on recent kernels."""
 
     name = "ftrace"
     prefix = "fe"
@@ -233,7 +228,6 @@ class FentryBackend(FunctionBackend):
     def __init__(self, candidates: list[Target], addresses: dict[str, int], btf_ids: dict[str, int]):
         super().__init__(candidates, addresses)
         self.btf_ids = btf_ids
-        self._programs: list[int] = []
 
     def entry_points(self) -> str:
         lines = []
@@ -247,6 +241,16 @@ class FentryBackend(FunctionBackend):
                          f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample_exit(ctx, "
                          f"(void *)ctx[{t.skb_pos - 1}], probe & ~IPFT_TRACK_CALL); }}\n")
         return "".join(lines)
+
+    def prepare(self, bpf) -> None:
+        """Function address -> probe id, for bpf_get_func_ip() (with and without an
+        IBT endbr64 in front: kernels report either)."""
+        table = bpf[b"func_ids"]
+        for probe_id, target in enumerate(self.candidates):
+            address = self.addresses.get(target.name)
+            if address:
+                for ip in (address, address + 4):
+                    table[ctypes.c_uint64(ip)] = ctypes.c_uint32(probe_id | TRACK_CALL)
 
     def _tracing(self, bpf, program: str, probe_id: int, attach_type: int) -> int:
         insns = bpf.dump_func(program.encode())
@@ -271,7 +275,7 @@ class KprobeMultiBackend(FunctionBackend):
     each function's BPF cookie. Changing the set re-creates the links (fast)."""
 
     name = "kprobe-multi"
-    prefix = "km"
+    prefix = "kp"
 
     def __init__(self, candidates: list[Target], addresses: dict[str, int]):
         super().__init__(candidates, addresses)
@@ -280,15 +284,7 @@ class KprobeMultiBackend(FunctionBackend):
         self._graph = False
 
     def entry_points(self) -> str:
-        lines = []
-        for shape, t in sorted(self._shapes().items()):
-            reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
-            lines.append(f"int ipft_km_{shape}(struct pt_regs *ctx)\n{{ return ipft_sample(ctx, "
-                         f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), (u32)bpf_get_attach_cookie(ctx), "
-                         f"{reason}); }}\n")
-        lines.append("int ipft_km_return(struct pt_regs *ctx)\n{ return ipft_sample_return(ctx, "
-                     "(u32)bpf_get_attach_cookie(ctx) & ~IPFT_TRACK_CALL); }\n")
-        return "".join(lines)
+        return kprobe_entry_points(self._shapes())
 
     @property
     def attached(self) -> set[int]:
@@ -313,7 +309,7 @@ class KprobeMultiBackend(FunctionBackend):
             try:
                 self._link(bpf, program, ids, return_probe=False)
                 if graph:
-                    self._link(bpf, "ipft_km_return", ids, return_probe=True)
+                    self._link(bpf, "ipft_kp_return", ids, return_probe=True)
                 self._selected.update(ids)
             except OSError as exc:
                 failed += len(ids)

@@ -106,14 +106,18 @@ def test_function_backend(kernel, backend):
             result["graph_switch_s"] = round(time.monotonic() - t, 1)
             got.clear()
             traffic(pair)
-        assert any(s.is_return for s in got)
-        nested = False
+        returns = [s for s in got if s.is_return]
+        result["return_samples"] = len(returns)
+        assert returns
+        nested, shown = False, []
         for journey in group_by_packet(got).values():
             for node in flatten(build_call_tree(journey)):
-                if node.function == "ip_local_deliver" and node.exit is not None:
+                if node.function == "ip_local_deliver":
                     inner = {c.function for c in flatten(node.children)}
-                    nested |= "ip_local_deliver_finish" in inner or "ip_protocol_deliver_rcu" in inner
-        assert nested, "ip_local_deliver did not contain ip_local_deliver_finish"
+                    shown.append((node.exit is not None, sorted(inner)[:12]))
+                    nested |= node.exit is not None and (
+                        "ip_local_deliver_finish" in inner or "ip_protocol_deliver_rcu" in inner)
+        assert nested, f"ip_local_deliver did not contain ip_local_deliver_finish: {shown[:3]}"
     finally:
         t = time.monotonic()
         collector.stop(timeout=900)
