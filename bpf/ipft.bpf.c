@@ -254,23 +254,38 @@ static __always_inline void ipft_push_call(u32 probe_id, void *skb)
     case 1: stack->skb[1] = (u64)skb; break;
     case 2: stack->skb[2] = (u64)skb; break;
     case 3: stack->skb[3] = (u64)skb; break;
-    default: return;  /* deeper nesting: that return will show as unmatched */
+    default:
+        /* Full: returns were missed (e.g. dropped kretprobe instances). Start over
+         * rather than pairing later returns with stale skbs. */
+        stack->skb[0] = (u64)skb;
+        stack->depth = 1;
+        return;
     }
     stack->depth += 1;
+}
+
+/* The configuration when the skb's mark matches, else NULL. */
+static __always_inline struct ipft_config *ipft_match(void *skb)
+{
+    u32 zero = 0, mark = 0;
+    struct ipft_config *cfg = config.lookup(&zero);
+
+    if (!cfg || !skb)
+        return NULL;
+    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
+        return NULL;
+    if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
+        return NULL;
+    return cfg;
 }
 
 /* A probe saw an skb: report it when its mark matches. */
 static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reason)
 {
-    u32 zero = 0, mark = 0;
     u32 probe_id = probe & ~IPFT_TRACK_CALL;
-    struct ipft_config *cfg = config.lookup(&zero);
+    struct ipft_config *cfg = ipft_match(skb);
 
-    if (!cfg || !skb)
-        return 0;
-    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
-        return 0;
-    if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
+    if (!cfg)
         return 0;
     ipft_emit(ctx, skb, probe_id, 0, reason);
     if ((probe & IPFT_TRACK_CALL) && cfg->graph)
@@ -281,16 +296,8 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
 /* fexit: the skb is still an argument, so the return is reported like an entry. */
 static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
 {
-    u32 zero = 0, mark = 0;
-    struct ipft_config *cfg = config.lookup(&zero);
-
-    if (!cfg || !skb)
-        return 0;
-    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
-        return 0;
-    if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
-        return 0;
-    ipft_emit(ctx, skb, probe_id, 1, 0);
+    if (ipft_match(skb))
+        ipft_emit(ctx, skb, probe_id, 1, 0);
     return 0;
 }
 

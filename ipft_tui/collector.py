@@ -162,13 +162,14 @@ class Collector:
                                     spec.meta, spec.module_source is not None)
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
-        self._write_config()
+        self._write_config(graph=False)  # calls are tracked once return probes are in place
         self._open_buffer()
         self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
                              regex=s.regex, total=len(self.backend.candidates))
         self._attach_set(set(selected))
         if not self.backend.attached:
             raise IpftError(f"no probe could be attached ({self.status.failed} failed)")
+        self._write_config()
         self.status = replace(self.status, ready=True)
         self._on_progress(self.status)
 
@@ -183,10 +184,12 @@ class Collector:
             self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
                                          self._event.format[len("<I4x"):])
 
-    def _write_config(self) -> None:
+    def _write_config(self, graph: bool | None = None) -> None:
         s = self.settings
+        if graph is None:
+            graph = s.tracer == "function_graph"
         table = self._bpf[b"config"]
-        table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(s.tracer == "function_graph"), 0)
+        table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(graph), 0)
 
     def _attach_set(self, wanted: set[int]) -> None:
         """Make the attached set exactly `wanted` (return probes too, for function_graph)."""
@@ -257,11 +260,16 @@ class Collector:
                 self._write_config()
                 self.status = replace(self.status, mark=mark, mask=mask)
             elif command == "tracer":
-                if arg == "function_graph" and self.settings.tracer != arg:
-                    self._bpf[b"calls"].clear()  # calls left from an earlier graph run
+                # Entries are remembered only while return probes are attached: else
+                # calls that never report a return would fill the call stacks.
                 self.settings.tracer = arg
-                self._write_config()
-                self._attach_set(self.backend.attached)
+                if arg == "function_graph":
+                    self._attach_set(self.backend.attached)
+                    self._bpf[b"calls"].clear()  # calls left from an earlier graph run
+                    self._write_config()
+                else:
+                    self._write_config()
+                    self._attach_set(self.backend.attached)
                 self.status = replace(self.status, tracer=arg)
             elif command == "regex":
                 wanted = set(select(self.candidate_names(), arg))

@@ -70,6 +70,12 @@ def bpf_objects() -> list[str]:
     return [p.get("name", "") for p in progs if p.get("name", "").startswith("ipft")]
 
 
+# Every skb function, except for ftrace: under emulation each fentry and fexit
+# program load takes about a tenth of a second, so it gets the network core.
+REGEX = {"ftrace": r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|consume_skb|skb_release)"}
+
+
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("backend", ["kprobe", "kprobe-multi", "ftrace"])
 def test_function_backend(kernel, backend):
     if backend not in SUPPORTED[KERNEL]:
@@ -80,16 +86,18 @@ def test_function_backend(kernel, backend):
         RESULTS["backends"][backend] = {"supported": False, "error": proc.stderr.strip()[-300:]}
         return
     got = []
-    collector = Collector(TraceSettings(mark=MARK, backend=backend), lambda b: got.extend(b.samples()))
+    collector = Collector(TraceSettings(mark=MARK, backend=backend, regex=REGEX.get(backend)),
+                          lambda b: got.extend(b.samples()))
     started = time.monotonic()
     collector.start()
     collector.wait_ready(900)
     ready = time.monotonic() - started
     status = collector.status
-    result = {"supported": True, "candidates": status.total, "attached": status.attached,
+    result = {"supported": True, "regex": REGEX.get(backend), "candidates": status.total,
+              "selected": status.total - status.filtered, "attached": status.attached,
               "failed": status.failed, "start_to_ready_s": round(ready, 1)}
     try:
-        assert status.attached > 1000, status
+        assert status.attached > (100 if backend in REGEX else 1000), status
         with VethPair("ipftvm") as pair:
             traffic(pair)
             journeys = [[s.function for s in j] for j in group_by_packet(got).values()]
