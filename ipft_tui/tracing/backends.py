@@ -306,18 +306,30 @@ class KprobeMultiBackend(FunctionBackend):
         failed = 0
         done = 0
         for program, ids in groups.items():
-            try:
-                self._link(bpf, program, ids, return_probe=False)
-                if graph:
-                    self._link(bpf, "ipft_kp_return", ids, return_probe=True)
-                self._selected.update(ids)
-            except OSError as exc:
-                failed += len(ids)
-                notice(f"kprobe-multi link for {len(ids)} functions ({program}) failed: {exc}")
+            linked = self._link_all(bpf, program, ids, False, notice)
+            if graph:
+                linked = self._link_all(bpf, "ipft_kp_return", linked, True, notice)
+            self._selected.update(linked)
+            failed += len(ids) - len(linked)
             done += len(ids)
             progress(done, len(wanted))
         self._graph = graph
         return failed
+
+    def _link_all(self, bpf, program: str, ids: list[int], return_probe: bool,
+                  notice: Callable[[str], None]) -> list[int]:
+        """Link as many of `ids` as the kernel accepts: one function it refuses
+        (notrace, blacklisted) fails a whole link, so halve until it is found."""
+        try:
+            self._link(bpf, program, ids, return_probe)
+            return ids
+        except OSError as exc:
+            if len(ids) == 1:
+                notice(f"kprobe-multi on {self.candidates[ids[0]].name} failed: {exc}")
+                return []
+        half = len(ids) // 2
+        return (self._link_all(bpf, program, ids[:half], return_probe, notice)
+                + self._link_all(bpf, program, ids[half:], return_probe, notice))
 
     def _link(self, bpf, program: str, ids: list[int], return_probe: bool) -> None:
         fd = self._program(bpf, program)

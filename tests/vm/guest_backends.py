@@ -72,12 +72,15 @@ def bpf_objects() -> list[str]:
 
 # Every skb function, except for ftrace: under emulation each fentry and fexit
 # program load takes about a tenth of a second, so it gets the network core.
-REGEX = {"ftrace": r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|consume_skb|skb_release)"}
+REGEX = {"ftrace": r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|sk_skb_reason_drop|consume_skb|skb_release)"}
+ONLY = os.environ.get("IPFT_VM_BACKENDS")  # e.g. "kprobe": run just those
 
 
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("backend", ["kprobe", "kprobe-multi", "ftrace"])
 def test_function_backend(kernel, backend):
+    if ONLY and backend not in ONLY.split(","):
+        pytest.skip(f"IPFT_VM_BACKENDS={ONLY}")
     if backend not in SUPPORTED[KERNEL]:
         proc = subprocess.run([sys.executable, "-m", "ipft_tui", "-m", "1", "-o", "json",
                                "-b", backend], capture_output=True, text=True, timeout=300)
@@ -125,7 +128,10 @@ def test_function_backend(kernel, backend):
                     shown.append((node.exit is not None, sorted(inner)[:12]))
                     nested |= node.exit is not None and (
                         "ip_local_deliver_finish" in inner or "ip_protocol_deliver_rcu" in inner)
-        assert nested, f"ip_local_deliver did not contain ip_local_deliver_finish: {shown[:3]}"
+        detail = [[(x.function, int(x.is_return), x.processor_id) for x in j]
+                  for j in group_by_packet(got).values()
+                  if any(x.function == "ip_local_deliver" for x in j)][:1]
+        assert nested, f"ip_local_deliver did not contain ip_local_deliver_finish: {shown[:3]} {detail}"
     finally:
         t = time.monotonic()
         collector.stop(timeout=900)
