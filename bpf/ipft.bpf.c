@@ -264,39 +264,41 @@ static __always_inline void ipft_push_call(u32 probe_id, void *skb)
     stack->depth += 1;
 }
 
-/* The configuration when the skb's mark matches, else NULL. */
-static __always_inline struct ipft_config *ipft_match(void *skb)
+static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
 {
-    u32 zero = 0, mark = 0;
-    struct ipft_config *cfg = config.lookup(&zero);
+    u32 mark = 0;
 
-    if (!cfg || !skb)
-        return NULL;
-    if (bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
-        return NULL;
-    if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
-        return NULL;
-    return cfg;
+    if (!skb || bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
+        return 0;
+    return (mark & cfg->mask) == (cfg->mark & cfg->mask);
 }
 
 /* A probe saw an skb: report it when its mark matches. */
 static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reason)
 {
+    u32 zero = 0;
     u32 probe_id = probe & ~IPFT_TRACK_CALL;
-    struct ipft_config *cfg = ipft_match(skb);
+    struct ipft_config *cfg = config.lookup(&zero);
 
     if (!cfg)
         return 0;
-    ipft_emit(ctx, skb, probe_id, 0, reason);
+    int matched = ipft_mark_matches(cfg, skb);
+    if (matched)
+        ipft_emit(ctx, skb, probe_id, 0, reason);
+    /* A return probe fires for every call, marked or not: every call is pushed
+     * (NULL for unmarked skbs) so that nested calls pair with their own returns. */
     if ((probe & IPFT_TRACK_CALL) && cfg->graph)
-        ipft_push_call(probe_id, skb);
+        ipft_push_call(probe_id, matched ? skb : NULL);
     return 0;
 }
 
 /* fexit: the skb is still an argument, so the return is reported like an entry. */
 static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
 {
-    if (ipft_match(skb))
+    u32 zero = 0;
+    struct ipft_config *cfg = config.lookup(&zero);
+
+    if (cfg && ipft_mark_matches(cfg, skb))
         ipft_emit(ctx, skb, probe_id, 1, 0);
     return 0;
 }
@@ -322,6 +324,7 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
     stack->depth = depth;
     if (depth == 0)
         calls.delete(&key);
-    ipft_emit(ctx, (void *)skb, probe_id, 1, 0);
+    if (skb)  /* NULL: the call was for an unmarked skb */
+        ipft_emit(ctx, (void *)skb, probe_id, 1, 0);
     return 0;
 }
