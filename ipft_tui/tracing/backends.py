@@ -18,7 +18,6 @@ from ..errors import IpftError
 from ..kernel import bpfsys
 from ..kernel.targets import Target
 
-BACKENDS = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
 IMPLEMENTED = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
 TRACK_CALL = 1 << 31  # IPFT_TRACK_CALL in bpf/ipft.bpf.c
 MAX_FUNCTION_ARG = 5  # skb positions the function backends read (x86-64: registers)

@@ -127,10 +127,3 @@ def compile_diagnostics(spec: ProgramSpec) -> str:
             lines.append(f"{label}:{where}:{m.group(2)}: error: {m.group(4)}")
     return "\n".join(lines[:10])
 
-
-def ringbuf_pages_valid(pages: int) -> bool:
-    return pages > 0 and pages & (pages - 1) == 0
-
-
-def kernel_release() -> str:
-    return os.uname().release
