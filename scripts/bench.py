@@ -251,8 +251,6 @@ def run_tui(workload: Workload) -> dict:
             result["events"] = source.status.samples
             result["lost"] = source.status.lost
             result["ui_drops"] = buffer.dropped
-            result["applied"] = app.store.samples + sum(
-                len(p.samples) for p in [])  # retained only; evicted ones were applied too
             await pilot.press("q")
 
     asyncio.run(main())
@@ -346,8 +344,8 @@ def main() -> int:
 def render(results: dict, chosen: list[str]) -> str:
     lines = [f"machine: {results['machine']}; {results['date']}; {results['seconds']} s per run, "
              f"sender rate {results['rate']}", ""]
-    header = (f"| workload | configuration | traffic kept | events/s | lost (kernel) | lost (UI) "
-              f"| CPU µs/event | start-up s | UI latency p50/p99 ms | input latency p50/p99 ms |")
+    header = ("| workload | configuration | traffic kept | events/s | lost (kernel) | lost (UI) "
+              "| CPU µs/event | start-up s | UI latency p50/p99 ms | input latency p50/p99 ms |")
     lines += [header, "|" + " --- |" * 10]
     for workload, rows in results["runs"].items():
         base = rows.get("none", {}).get("rate")

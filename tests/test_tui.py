@@ -1,7 +1,5 @@
 """Pilot tests of the TUI on recorded traces."""
 
-import pytest
-
 from ipft_tui.model import group_by_packet
 from ipft_tui.tui.screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog
 from ipft_tui.tui.sources import load_trace

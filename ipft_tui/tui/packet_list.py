@@ -11,7 +11,6 @@ from bisect import bisect_left, insort
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
