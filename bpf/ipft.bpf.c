@@ -12,6 +12,8 @@
  *   IPFT_PERF_BUFFER      use a perf buffer instead of the ring buffer
  *   IPFT_WITH_META        add device, namespace and packet headers to each event
  *   IPFT_MODULE           an extension's module() is compiled in; its 64 bytes travel along
+ *   IPFT_TRACK_SKB        follow a matched skb when its mark changes and into its clones
+ *   IPFT_STACKS           kernel stack traces for the probes flagged in probe_flags
  *   IPFT_COUNT_ONLY       benchmark floor: count matching samples in a map, send nothing
  */
 
@@ -21,7 +23,7 @@ struct ipft_config {
     u32 mark;
     u32 mask;
     u32 graph;  /* function_graph: remember calls so their returns can be reported */
-    u32 _pad;
+    u32 track;  /* IPFT_TRACK_SKB: follow matched skbs (the map code is compiled in) */
 };
 
 /* What the packet looked like at this probe (IPFT_WITH_META). */
@@ -49,6 +51,15 @@ struct ipft_event {
     u8 is_return;
     u8 _pad[3];
     u32 drop_reason;   /* enum skb_drop_reason where the probe has one, else 0 */
+#ifdef IPFT_TRACK_SKB
+    u64 skb;           /* the skb seen; packet_id is the first skb of its journey */
+    u32 journey_end;   /* 1: this free released the journey's data (its last skb) */
+    u32 _pad3;
+#endif
+#ifdef IPFT_STACKS
+    s32 stack_id;      /* 0: none asked for; id in the stacks map + 1; or -errno */
+    u32 _pad2;
+#endif
 #ifdef IPFT_WITH_META
     struct ipft_meta meta;
 #endif
@@ -61,6 +72,12 @@ struct ipft_event {
 #define IPFT_TRACK_CALL (1u << 31)
 #define IPFT_MAX_NESTING 4
 
+/* What the loader says about each probe (indexed by probe id). */
+#define IPFT_PROBE_FREES_SKB  1u  /* the skb's life ends here, unless another user holds it */
+#define IPFT_PROBE_FREES_DATA 2u  /* and its data buffer, unless a clone shares it */
+#define IPFT_PROBE_STACK      4u  /* report the kernel stack */
+#define IPFT_JOURNEY_END      (1u << 16)  /* not from the loader: set by ipft_track() */
+
 /* Open calls of marked skbs, per CPU, thread and probe: the return probe cannot see
  * the skb, so it takes it from here. LRU: calls that never return do not pile up. */
 struct ipft_call_key {
@@ -71,6 +88,7 @@ struct ipft_call_key {
 
 struct ipft_call_stack {
     u64 skb[IPFT_MAX_NESTING];
+    u64 journey[IPFT_MAX_NESTING];  /* the packet id the entry was reported under */
     u32 depth;
     u32 _pad;
 };
@@ -163,25 +181,145 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
 }
 #endif
 
-static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u32 probe_id,
-                                      u8 is_return, u32 reason)
+static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
 {
-    ev->packet_id = (u64)skb;
+    u32 mark = 0;
+
+    if (!skb || bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
+        return 0;
+    return (mark & cfg->mask) == (cfg->mark & cfg->mask);
+}
+
+static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 packet_id,
+                                      u32 probe_id, u8 is_return, u32 reason, u32 flags)
+{
+    ev->packet_id = packet_id;
     ev->timestamp = bpf_ktime_get_ns();
     ev->probe_id = probe_id;
     ev->processor_id = bpf_get_smp_processor_id();
     ev->is_return = is_return;
     ev->drop_reason = reason;
+#ifdef IPFT_TRACK_SKB
+    ev->skb = (u64)skb;
+    ev->journey_end = (flags & IPFT_JOURNEY_END) ? 1 : 0;
+#endif
 #ifdef IPFT_WITH_META
     ipft_read_meta(skb, &ev->meta);
 #endif
+}
+
+#if defined(IPFT_TRACK_SKB) || defined(IPFT_STACKS)
+/* IPFT_PROBE_* bits per probe id */
+BPF_ARRAY(probe_flags, u32, 16384);
+
+static __always_inline u32 ipft_probe_flags(u32 probe_id)
+{
+    u32 *flags = probe_flags.lookup(&probe_id);
+    return flags ? *flags : 0;
+}
+#else
+static __always_inline u32 ipft_probe_flags(u32 probe_id) { return 0; }
+#endif
+
+#ifdef IPFT_STACKS
+BPF_STACK_TRACE(stacks, 2048);
+
+static __always_inline void ipft_stack(void *ctx, struct ipft_event *ev, u32 flags)
+{
+    if (!(flags & IPFT_PROBE_STACK))
+        return;  /* stays 0: none asked for */
+    int id = stacks.get_stackid(ctx, 0);
+    ev->stack_id = id >= 0 ? id + 1 : id;  /* id + 1, or -errno */
+}
+#endif
+
+#ifdef IPFT_TRACK_SKB
+struct ipft_tracked {
+    u64 packet_id;  /* the journey: the address of its first matched skb */
+    u64 head;       /* the data buffer it had when last seen */
+};
+/* Followed skbs by address, and their data buffers: a clone shares its original's
+ * buffer, so the first time a clone is seen its buffer names its journey. Entries
+ * go when the kernel frees the skb (and the last reference to the buffer). */
+BPF_TABLE("lru_hash", u64, struct ipft_tracked, tracked_skbs, 65536);
+BPF_TABLE("lru_hash", u64, u64, tracked_heads, 65536);
+
+/* Forget an skb being freed; 1 when its data buffer goes too: the journey ends. */
+static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags)
+{
+    u32 users = 0, dataref = 0;
+    u64 end = 0;
+
+    /* Free functions run before the last reference is dropped: another holder
+     * keeps the skb alive. (At the free tracepoints users is already down to 1.) */
+    bpf_probe_read_kernel(&users, 4, (char *)skb + IPFT_OFF_sk_buff_users);
+    if (users > 1)
+        return 0;
+    tracked_skbs.delete(&addr);
+    if (!(flags & IPFT_PROBE_FREES_DATA) || !head)
+        return 0;
+    bpf_probe_read_kernel(&end, IPFT_SIZE_sk_buff_end, (char *)skb + IPFT_OFF_sk_buff_end);
+    /* skb->end is an offset from head on 64-bit kernels, a pointer on 32-bit ones */
+    char *shinfo = IPFT_SIZE_sk_buff_end == 8 ? (char *)end : (char *)head + end;
+    bpf_probe_read_kernel(&dataref, 4, shinfo + IPFT_OFF_skb_shared_info_dataref);
+    if ((dataref & 0xffff) > 1)  /* the low half counts the skbs using the buffer */
+        return 0;
+    tracked_heads.delete(&head);
+    return 1;
+}
+
+/* The journey of this skb, or 0 when it is not followed. A matched skb that is not
+ * followed yet starts a journey (register: entry probes only; returns just look up).
+ * Sets IPFT_JOURNEY_END in *flags when this free ends the journey. */
+static __always_inline u64 ipft_track(void *skb, int matched, u32 *flags, int register_new)
+{
+    u64 addr = (u64)skb, head = 0;
+    bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    struct ipft_tracked entry = {.packet_id = addr, .head = head};
+    struct ipft_tracked *known = tracked_skbs.lookup(&addr);
+
+    if (known) {
+        entry.packet_id = known->packet_id;
+        if (head && known->head != head) {  /* new buffer (pskb_expand_head): clones to come use it */
+            known->head = head;
+            tracked_heads.update(&head, &entry.packet_id);
+        }
+    } else if (register_new) {
+        u64 *origin = head ? tracked_heads.lookup(&head) : NULL;
+        if (origin)
+            entry.packet_id = *origin;
+        else if (!matched)
+            return 0;
+        tracked_skbs.update(&addr, &entry);
+        if (!origin && head)
+            tracked_heads.update(&head, &addr);
+    } else {
+        return matched ? addr : 0;
+    }
+    if ((*flags & IPFT_PROBE_FREES_SKB) && ipft_untrack(skb, addr, head, *flags))
+        *flags |= IPFT_JOURNEY_END;
+    return entry.packet_id;
+}
+#endif
+
+/* The journey id to report this skb under, or 0 to report nothing. */
+static __always_inline u64 ipft_journey(struct ipft_config *cfg, void *skb, u32 *flags,
+                                        int register_new)
+{
+    int matched = ipft_mark_matches(cfg, skb);
+#ifdef IPFT_TRACK_SKB
+    if (cfg->track && skb)
+        return ipft_track(skb, matched, flags, register_new);
+#endif
+    return matched ? (u64)skb : 0;
 }
 
 #ifdef IPFT_COUNT_ONLY
 BPF_PERCPU_ARRAY(matched, u64, 1);
 #endif
 
-static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_return, u32 reason)
+static __always_inline void ipft_emit(void *ctx, void *skb, u64 packet_id, u32 probe_id,
+                                      u8 is_return, u32 reason, u32 flags)
 {
 #ifdef IPFT_COUNT_ONLY
     u32 zero = 0;
@@ -196,7 +334,10 @@ static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_
     if (!ev)
         return;
     __builtin_memset(ev, 0, sizeof(*ev));
-    ipft_fill(ev, skb, probe_id, is_return, reason);
+    ipft_fill(ev, skb, packet_id, probe_id, is_return, reason, flags);
+#ifdef IPFT_STACKS
+    ipft_stack(ctx, ev, flags);
+#endif
 #ifdef IPFT_MODULE
     if (module(ctx, skb, ev->data))
         return;
@@ -210,7 +351,10 @@ static __always_inline void ipft_emit(void *ctx, void *skb, u32 probe_id, u8 is_
         return;
     }
     __builtin_memset(ev, 0, sizeof(*ev));
-    ipft_fill(ev, skb, probe_id, is_return, reason);
+    ipft_fill(ev, skb, packet_id, probe_id, is_return, reason, flags);
+#ifdef IPFT_STACKS
+    ipft_stack(ctx, ev, flags);
+#endif
 #ifdef IPFT_MODULE
     if (module(ctx, skb, ev->data)) {
         events.ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
@@ -241,7 +385,7 @@ static __always_inline u32 ipft_func_probe(void *ctx)
     return probe ? *probe : IPFT_NO_PROBE;
 }
 
-static __always_inline void ipft_push_call(u32 probe_id, void *skb)
+static __always_inline void ipft_push_call(u32 probe_id, void *skb, u64 packet_id)
 {
     struct ipft_call_key key = ipft_call_key(probe_id);
     struct ipft_call_stack fresh = {};
@@ -250,30 +394,22 @@ static __always_inline void ipft_push_call(u32 probe_id, void *skb)
         return;
     /* Constant indexes: the verifier cannot bound a computed one here. */
     switch (stack->depth) {
-    case 0: stack->skb[0] = (u64)skb; break;
-    case 1: stack->skb[1] = (u64)skb; break;
-    case 2: stack->skb[2] = (u64)skb; break;
-    case 3: stack->skb[3] = (u64)skb; break;
+    case 0: stack->skb[0] = (u64)skb; stack->journey[0] = packet_id; break;
+    case 1: stack->skb[1] = (u64)skb; stack->journey[1] = packet_id; break;
+    case 2: stack->skb[2] = (u64)skb; stack->journey[2] = packet_id; break;
+    case 3: stack->skb[3] = (u64)skb; stack->journey[3] = packet_id; break;
     default:
         /* Full: returns were missed (e.g. dropped kretprobe instances). Start over
          * rather than pairing later returns with stale skbs. */
         stack->skb[0] = (u64)skb;
+        stack->journey[0] = packet_id;
         stack->depth = 1;
         return;
     }
     stack->depth += 1;
 }
 
-static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
-{
-    u32 mark = 0;
-
-    if (!skb || bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
-        return 0;
-    return (mark & cfg->mask) == (cfg->mark & cfg->mask);
-}
-
-/* A probe saw an skb: report it when its mark matches. */
+/* A probe saw an skb: report it when its mark matches (or its journey is followed). */
 static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reason)
 {
     u32 zero = 0;
@@ -282,13 +418,14 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
 
     if (!cfg)
         return 0;
-    int matched = ipft_mark_matches(cfg, skb);
-    if (matched)
-        ipft_emit(ctx, skb, probe_id, 0, reason);
+    u32 flags = ipft_probe_flags(probe_id);
+    u64 packet_id = ipft_journey(cfg, skb, &flags, 1);
+    if (packet_id)
+        ipft_emit(ctx, skb, packet_id, probe_id, 0, reason, flags);
     /* A return probe fires for every call, marked or not: every call is pushed
      * (NULL for unmarked skbs) so that nested calls pair with their own returns. */
     if ((probe & IPFT_TRACK_CALL) && cfg->graph)
-        ipft_push_call(probe_id, matched ? skb : NULL);
+        ipft_push_call(probe_id, packet_id ? skb : NULL, packet_id);
     return 0;
 }
 
@@ -297,9 +434,11 @@ static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
 {
     u32 zero = 0;
     struct ipft_config *cfg = config.lookup(&zero);
+    u32 flags = 0;
+    u64 packet_id = cfg ? ipft_journey(cfg, skb, &flags, 0) : 0;
 
-    if (cfg && ipft_mark_matches(cfg, skb))
-        ipft_emit(ctx, skb, probe_id, 1, 0);
+    if (packet_id)
+        ipft_emit(ctx, skb, packet_id, probe_id, 1, 0, 0);
     return 0;
 }
 
@@ -314,17 +453,18 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
     if (depth == 0 || depth > IPFT_MAX_NESTING)
         return 0;
     depth -= 1;
-    u64 skb;
+    u64 skb, packet_id;
     switch (depth) {
-    case 0: skb = stack->skb[0]; break;
-    case 1: skb = stack->skb[1]; break;
-    case 2: skb = stack->skb[2]; break;
-    default: skb = stack->skb[3]; break;
+    case 0: skb = stack->skb[0]; packet_id = stack->journey[0]; break;
+    case 1: skb = stack->skb[1]; packet_id = stack->journey[1]; break;
+    case 2: skb = stack->skb[2]; packet_id = stack->journey[2]; break;
+    default: skb = stack->skb[3]; packet_id = stack->journey[3]; break;
     }
     stack->depth = depth;
     if (depth == 0)
         calls.delete(&key);
-    if (skb)  /* NULL: the call was for an unmarked skb */
-        ipft_emit(ctx, (void *)skb, probe_id, 1, 0);
+    if (!skb)  /* the call was for an unmarked skb */
+        return 0;
+    ipft_emit(ctx, (void *)skb, packet_id, probe_id, 1, 0, 0);
     return 0;
 }

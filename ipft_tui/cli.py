@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tuple", action="store_true",
                    help="-o json: add device, namespace and packet header fields (ifname, netns, "
                         "saddr, daddr, sport, dport, ...)")
+    p.add_argument("--track-skb", action="store_true",
+                   help="keep following a matched packet when its mark changes (e.g. cleared "
+                        "between namespaces) and into clones that share its data; samples "
+                        "taken on another skb than the journey's first name it (JSON \"skb\")")
+    p.add_argument("--stack-trace", metavar="REGEX",
+                   help="record the kernel stack of the samples of the functions/tracepoints "
+                        "matching REGEX (JSON \"stack\", indented lines in aggregate)")
     p.add_argument("--split-on-free", action="store_true",
                    help="-o aggregate: end a journey where its skb is freed (the kernel reuses "
                         "skb addresses); default: group by address like ipftrace2")
@@ -81,6 +88,7 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
     if args.mark is None and mark_required:
         raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
     compile_regex(args.regex)
+    compile_regex(args.stack_trace)
     pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
     if pages & (pages - 1):
         raise IpftError(f"--ringbuf-pages must be a power of two, got {pages}")
@@ -96,6 +104,8 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         perf_wakeup_events=parse_positive(args.perf_wakeup_events, "--perf-wakeup-events"),
         ringbuf_pages=pages,
         meta=bool(getattr(args, "output_tuple", False)),
+        track_skb=args.track_skb,
+        stack_regex=args.stack_trace or None,
     )
 
 

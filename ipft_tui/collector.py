@@ -21,11 +21,19 @@ from dataclasses import dataclass, replace
 from .errors import IpftError
 from .kernel import Kernel
 from .kernel.headers import HeadersError, find_headers
+from .kernel.kallsyms import Symbolizer
 from .kernel.limits import raise_limits
+from .model import FREE_FUNCTIONS
 from .settings import TraceSettings, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
 from .tracing.program import ProgramSpec, compile_program
+
+# probe_flags bits (IPFT_PROBE_* in bpf/ipft.bpf.c)
+PROBE_FREES_SKB, PROBE_FREES_DATA, PROBE_STACK = 1, 2, 4
+# kfree_skbmem frees only the sk_buff: its data went before it.
+FREE_FLAGS = {name: PROBE_FREES_SKB | (PROBE_FREES_DATA if name != "kfree_skbmem" else 0)
+              for name in FREE_FUNCTIONS}
 
 POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
 STATUS_INTERVAL = 0.25  # s between reads of the kernel-side lost counter
@@ -38,6 +46,8 @@ class Status:
     mark: int = 0
     mask: int = 0
     regex: str | None = None
+    track_skb: bool = False
+    stack_regex: str | None = None
     total: int = 0  # candidate targets
     attached: int = 0
     failed: int = 0
@@ -51,6 +61,19 @@ class Status:
 
 
 Progress = Callable[[Status], None]
+
+
+# The innermost frames of a stack are the BPF program and the probe machinery.
+_TRACER_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "trace_call_bpf",
+                          "kprobe_", "ftrace_", "fprobe", "rethook", "arch_rethook",
+                          "__bpf_prog_enter", "bpf_trampoline")
+
+
+def tracer_frames_dropped(frames: list[str]) -> tuple[str, ...]:
+    start = 0
+    while start < len(frames) - 1 and frames[start].startswith(_TRACER_FRAME_PREFIXES):
+        start += 1
+    return tuple(frames[start:])
 
 
 def choose_backend(requested: str, caps) -> str:
@@ -89,6 +112,8 @@ class Collector:
         self._bpf = None
         self._reader = None
         self._pending: list[tuple] = []  # perf buffer callbacks collect records here
+        self._probe_flags: dict[int, int] = {}  # as written to the probe_flags map
+        self._symbolizer: Symbolizer | None = None
         self._perf_lost = 0
 
     # -- consumer side ----------------------------------------------------------
@@ -108,6 +133,14 @@ class Collector:
 
     def set_regex(self, regex: str | None) -> None:
         self._commands.put(("regex", regex))
+
+    def set_track_skb(self, on: bool) -> None:
+        """Follow matched skbs when their mark changes and into clones (live_switches)."""
+        self._commands.put(("track_skb", on))
+
+    def set_stack_regex(self, regex: str | None) -> None:
+        """Kernel stacks for the functions matching regex; None: none (live_switches)."""
+        self._commands.put(("stack_regex", regex))
 
     def set_tracer(self, tracer: str) -> None:
         """function or function_graph: attaches/detaches return probes, no restart."""
@@ -151,21 +184,28 @@ class Collector:
         name = choose_backend(s.backend, self.kernel.capabilities)
         self.backend = backends.make_backend(name, self.kernel, self.kernel.capabilities)
         selected = select(self.candidate_names(), s.regex)
+        stack_probes = self._stack_probes(s.stack_regex)
         spec = ProgramSpec(layout_header=self.kernel.layout_header,
                            entry_points=self.backend.entry_points(),
                            perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
                            meta=s.meta, module_source=s.module_source,
                            module_label=s.module_label,
+                           track_skb=s.track_skb or s.live_switches,
+                           stacks=s.stack_regex is not None or s.live_switches,
                            defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {})
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
         self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
-                                    spec.meta, spec.module_source is not None)
+                                    spec.meta, spec.module_source is not None,
+                                    spec.track_skb, spec.stacks)
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
         self._write_config(graph=False)  # calls are tracked once return probes are in place
+        if spec.track_skb or spec.stacks:
+            self._write_probe_flags(stack_probes)
         self._open_buffer()
         self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
-                             regex=s.regex, total=len(self.backend.candidates))
+                             regex=s.regex, track_skb=s.track_skb, stack_regex=s.stack_regex,
+                             total=len(self.backend.candidates))
         self._attach_set(set(selected))
         if not self.backend.attached:
             raise IpftError(f"no probe could be attached ({self.status.failed} failed)")
@@ -189,7 +229,39 @@ class Collector:
         if graph is None:
             graph = s.tracer == "function_graph"
         table = self._bpf[b"config"]
-        table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(graph), 0)
+        table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(graph), int(s.track_skb))
+
+    def _stack_probes(self, regex: str | None) -> set[int]:
+        return set(select(self.candidate_names(), regex)) if regex is not None else set()
+
+    def _write_probe_flags(self, stack_probes: set[int]) -> None:
+        """What BPF needs to know per probe: where skbs are freed (to stop following
+        them), and which probes report their kernel stack."""
+        table = self._bpf[b"probe_flags"]
+        if len(self.backend.candidates) > table.max_entries:
+            raise IpftError(f"{len(self.backend.candidates)} probes: more than the "
+                            f"{table.max_entries} the probe_flags map holds")
+        for probe_id, name in enumerate(self.candidate_names()):
+            flags = FREE_FLAGS.get(name, 0) | (PROBE_STACK if probe_id in stack_probes else 0)
+            if flags or self._probe_flags.get(probe_id):
+                table[ctypes.c_int(probe_id)] = ctypes.c_uint32(flags)
+            self._probe_flags[probe_id] = flags
+
+    def _resolve_stacks(self, records: list[tuple]) -> None:
+        """Symbolize the stacks of a batch before a consumer sees it."""
+        at, frames = self._layout.stack_index, self._layout.stack_frames
+        new_ids = {r[at] - 1 for r in records if r[at] > 0} - frames.keys()
+        if not new_ids:
+            return
+        if self._symbolizer is None:
+            self._symbolizer = Symbolizer()
+        table = self._bpf[b"stacks"]
+        for stack_id in new_ids:
+            try:
+                frames[stack_id] = tracer_frames_dropped(
+                    [self._symbolizer.name(a) for a in table.walk(stack_id)])
+            except KeyError:
+                frames[stack_id] = ("[stack not in the map]",)
 
     def _attach_set(self, wanted: set[int]) -> None:
         """Make the attached set exactly `wanted` (return probes too, for function_graph)."""
@@ -233,6 +305,8 @@ class Collector:
             self._bpf.perf_buffer_poll(timeout=0)
             records, self._pending = self._pending, []
         if records:
+            if self._layout.stacks:
+                self._resolve_stacks(records)
             self.status = replace(self.status, samples=self.status.samples + len(records))
             self._sink(RecordBatch(records, self._layout))
         return len(records)
@@ -271,6 +345,20 @@ class Collector:
                     self._write_config()
                     self._attach_set(self.backend.attached)
                 self.status = replace(self.status, tracer=arg)
+            elif command == "track_skb":
+                self._require_compiled(self._layout.track_skb, "skb following")
+                if arg and not self.settings.track_skb:
+                    # Frees were not watched while off: start from empty maps.
+                    self._bpf[b"tracked_skbs"].clear()
+                    self._bpf[b"tracked_heads"].clear()
+                self.settings.track_skb = arg
+                self._write_config()
+                self.status = replace(self.status, track_skb=arg)
+            elif command == "stack_regex":
+                self._require_compiled(self._layout.stacks, "stack traces")
+                self._write_probe_flags(self._stack_probes(arg))
+                self.settings.stack_regex = arg
+                self.status = replace(self.status, stack_regex=arg)
             elif command == "regex":
                 wanted = set(select(self.candidate_names(), arg))
                 self.settings.regex = arg
@@ -279,6 +367,11 @@ class Collector:
             self._on_progress(self.status)
         except IpftError as exc:
             self._on_notice(str(exc))
+
+    @staticmethod
+    def _require_compiled(compiled: bool, what: str) -> None:
+        if not compiled:
+            raise IpftError(f"{what}: not compiled into this program (start with it on)")
 
     def _teardown(self) -> None:
         if self.backend is not None:

@@ -55,6 +55,17 @@ class Sample(NamedTuple):
     drop_reason: str | None = None  # named from the kernel's enum skb_drop_reason
     meta: Meta | None = None
     data: bytes | None = None  # an extension's raw 64 bytes, until decoded into fields
+    # With skb following: the skb the sample was taken on (packet_id is the journey's
+    # first skb; another address is a clone), and whether this free ended the journey
+    # (its data's last user). Without: 0 and None.
+    skb: int = 0
+    stack: tuple[str, ...] | None = None  # kernel stack, innermost frame first
+    journey_end: bool | None = None
+
+
+def is_clone(sample: Sample) -> bool:
+    """Taken on another skb than its journey's first (skb following)."""
+    return sample.skb != 0 and sample.skb != sample.packet_id
 
 
 NOT_DROPS = frozenset({"NOT_DROPPED_YET", "CONSUMED"})
@@ -124,6 +135,7 @@ class Interned:
 
 _new = tuple.__new__
 _RETURN_BIT = 1 << 31
+_NO_EXTRA = (None, None, 0, None)
 
 
 class Packet:
@@ -163,17 +175,24 @@ class Packet:
         self._info.append(name_id | (sample.processor_id & 0x7FFF) << 16
                           | (_RETURN_BIT if sample.is_return else 0))
         self._meta.append(interned.meta_id(sample.meta))
-        if sample.fields is not None or sample.drop_reason is not None:
+        clone = is_clone(sample)
+        if (sample.fields is not None or sample.drop_reason is not None or clone
+                or sample.stack is not None):
             if self._extra is None:
                 self._extra = {}
-            self._extra[index] = (sample.fields, sample.drop_reason)
+            # Only a clone's skb is kept: for the others it is the packet id.
+            self._extra[index] = (sample.fields, sample.drop_reason,
+                                  sample.skb if clone else 0, sample.stack)
         self._functions |= 1 << name_id
         self._cpus |= 1 << (sample.processor_id & 0x7FFF)
         if ts < self._ts[self._first]:
             self._first = index
         if ts >= self._ts[self._last]:
             self._last = index
-        if function in FREE_FUNCTIONS and not sample.is_return:
+        ends = sample.journey_end
+        if ends is None:  # not following skbs: the packet's skb is the only one
+            ends = function in FREE_FUNCTIONS and not sample.is_return
+        if ends:
             self.freed = True
         reason = sample.drop_reason
         if reason is not None and reason not in NOT_DROPS:
@@ -183,10 +202,12 @@ class Packet:
 
     def _sample(self, i: int) -> Sample:
         info = self._info[i]
-        fields, reason = self._extra.get(i, (None, None)) if self._extra else (None, None)
+        fields, reason, skb, stack = (self._extra.get(i, _NO_EXTRA) if self._extra
+                                      else _NO_EXTRA)
         return _new(Sample, (self.packet_id, self._ts[i], (info >> 16) & 0x7FFF,
                              self._interned.names[info & 0xFFFF], bool(info & _RETURN_BIT),
-                             fields, reason, self._interned.metas[self._meta[i]], None))
+                             fields, reason, self._interned.metas[self._meta[i]], None, skb,
+                             stack, None))
 
     @property
     def samples(self) -> list[Sample]:

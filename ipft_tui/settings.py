@@ -25,6 +25,9 @@ class TraceSettings:
     perf_wakeup_events: int = 1
     ringbuf_pages: int = 4096
     meta: bool = False  # read device, namespace and packet headers in BPF
+    track_skb: bool = False  # follow a matched skb when its mark changes, and its clones
+    stack_regex: str | None = None  # functions whose samples carry the kernel stack
+    live_switches: bool = False  # compile skb following and stacks in, to switch them live
     module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
     module_label: str = "extension"
     count_only: bool = False  # benchmark floor: BPF counts matches, delivers nothing

@@ -7,7 +7,7 @@ line followed by its samples in timestamp order.
 from __future__ import annotations
 
 from ..calltree import CallNode, build_call_tree
-from ..model import PacketStore, Sample, group_by_packet, is_drop
+from ..model import PacketStore, Sample, group_by_packet, is_clone, is_drop, packet_id_text
 
 HEADER = f"{'Timestamp':<20} {'CPU':>3.3} {'Function':>32.32}"
 
@@ -18,14 +18,25 @@ def _suffix(sample: Sample, with_fields: bool) -> str:
     items = list(sample.fields.items()) if with_fields and sample.fields else []
     if sample.drop_reason is not None:
         items.append(("drop_reason", sample.drop_reason))
+    if is_clone(sample):
+        items.append(("skb", packet_id_text(sample.skb)))
     if not items and not with_fields:
         return ""
     return " ( " + "".join(f"{k}: {v} " for k, v in items) + ")"
 
 
+def stack_lines(sample: Sample) -> list[str]:
+    """A sample's kernel stack (--stack-trace), under its line, innermost first."""
+    return [f"{'':<25}{'':>32} <- {frame}" for frame in sample.stack] if sample.stack else []
+
+
 def function_lines(journey: list[Sample], with_fields: bool) -> list[str]:
-    return [f"{s.timestamp:<20} {s.processor_id:03} {s.function:>32.32}{_suffix(s, with_fields)}"
-            for s in journey]
+    lines = []
+    for s in journey:
+        lines.append(f"{s.timestamp:<20} {s.processor_id:03} {s.function:>32.32}"
+                     f"{_suffix(s, with_fields)}")
+        lines.extend(stack_lines(s))
+    return lines
 
 
 def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
@@ -38,6 +49,7 @@ def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
         # ipftrace2 builds the label in a 64-byte buffer, then prints it as %-64.64s.
         lines.append(f"{sample.timestamp:<20} {sample.processor_id:03} {label[:63]:<64.64}"
                      f"{_suffix(sample, with_fields)}")
+        lines.extend(stack_lines(sample))
 
     def draw(node: CallNode) -> None:
         indent = " " * (node.depth * 2)

@@ -20,6 +20,12 @@ def format_sample(sample: Sample, with_tuple: bool = False) -> str:
                  f'"len":{m.length},"l3_proto":{m.l3_proto},"l4_proto":{m.l4_proto},'
                  f'"saddr":"{m.saddr}","daddr":"{m.daddr}","sport":{m.sport},"dport":{m.dport},'
                  f'"icmp_type":{m.icmp_type}')
+    if sample.skb:
+        line += f',"skb":"{packet_id_text(sample.skb)}"'
+        if sample.journey_end:
+            line += ',"journey_end":true'
+    if sample.stack is not None:
+        line += f',"stack":{json.dumps(list(sample.stack))}'
     if sample.fields:
         # Script fields are strings in ipftrace2's JSON, whatever their Lua type.
         line += "".join(f",{json.dumps(k)}:{json.dumps(str(v))}" for k, v in sample.fields.items())
@@ -40,13 +46,21 @@ def parse_line(line: str) -> Sample:
         is_return = bool(obj.pop("is_return", False))
         drop_reason = obj.pop("drop_reason", None)
         meta = _meta_from(obj) if "ifindex" in obj else None
+        skb = int(obj.pop("skb", "0"), 16)
+        journey_end = bool(obj.pop("journey_end", False)) if skb else None
+        stack = obj.pop("stack", None)
+        if stack is not None:
+            if not isinstance(stack, list):
+                raise ValueError("stack is not a list")
+            stack = tuple(str(frame) for frame in stack)
     except KeyError as exc:
         raise ValueError(f"missing key {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad value: {exc}") from None
     fields = {str(k): v if isinstance(v, (str, int)) else json.dumps(v) for k, v in obj.items()}
     return Sample(packet, timestamp, cpu, function, is_return, fields or None,
-                  str(drop_reason) if drop_reason is not None else None, meta)
+                  str(drop_reason) if drop_reason is not None else None, meta, None, skb, stack,
+                  journey_end)
 
 
 _META_KEYS = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "saddr", "daddr",

@@ -28,15 +28,37 @@ class RecordLayout:
     """How to read one program's records: probe names, drop reason names, optional parts.
 
     A record is (length word, packet_id, timestamp, probe_id, processor_id, is_return,
-    drop_reason[, meta fields ...][, 64 data bytes])."""
+    drop_reason[, skb, journey end][, stack id][, meta fields ...][, 64 data bytes])."""
 
     names: list[str]
     reasons: dict[int, str] = field(default_factory=dict)
     meta: bool = False
     module: bool = False
+    track_skb: bool = False
+    stacks: bool = False
+    # Stack id -> symbolized frames, filled in by the collector before it hands a
+    # batch out (the stack map lives in its thread).
+    stack_frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def reason_name(self, value: int) -> str | None:
         return (self.reasons.get(value) or str(value)) if value else None
+
+    @property
+    def plain(self) -> bool:
+        """Only the base fields: the fast paths apply."""
+        return not (self.meta or self.module or self.track_skb or self.stacks)
+
+    @property
+    def stack_index(self) -> int:
+        return 7 + 2 * self.track_skb
+
+    def stack(self, stack_word: int) -> tuple[str, ...] | None:
+        """The frames of a record's stack word: 0 none asked for, id + 1, or -errno."""
+        if stack_word > 0:
+            return self.stack_frames.get(stack_word - 1, ("[stack not resolved]",))
+        if stack_word < 0:
+            return (f"[no stack: error {-stack_word}]",)
+        return None
 
 
 class RecordBatch:
@@ -63,17 +85,19 @@ _new = tuple.__new__  # builds a Sample without NamedTuple.__new__'s argument ha
 
 def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     names, reason_name = layout.names, layout.reason_name
-    if not layout.meta and not layout.module:
+    if layout.plain:
         return [_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
-                              reason_name(reason) if reason else None, None, None))
+                              reason_name(reason) if reason else None, None, None, 0, None, None))
                 for _len, pid, ts, probe, cpu, ret, reason in records]
     out = []
     metas = _META_CACHE
+    track, stacks, stack_at = layout.track_skb, layout.stacks, layout.stack_index
+    meta_at = stack_at + stacks
     for record in records:
         _len, pid, ts, probe, cpu, ret, reason = record[:7]
         meta = None
         if layout.meta:
-            raw = record[7:18]
+            raw = record[meta_at:meta_at + 11]
             meta = metas.get(raw)
             if meta is None:  # most samples repeat a flow/device already seen
                 if len(metas) > 50_000:
@@ -81,7 +105,10 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
                 meta = metas[raw] = _meta(raw)
         out.append(_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
                                  reason_name(reason) if reason else None, meta,
-                                 record[-1] if layout.module else None)))
+                                 record[-1] if layout.module else None,
+                                 record[7] if track else 0,
+                                 layout.stack(record[stack_at]) if stacks else None,
+                                 record[8] != 0 if track else None)))
     return out
 
 
@@ -99,7 +126,7 @@ def json_lines(batch: RecordBatch) -> str | None:
 
     None when the batch needs the full path (meta or extension data)."""
     layout = batch.layout
-    if layout.meta or layout.module:
+    if not layout.plain:
         return None
     quoted = [json.dumps(n) for n in layout.names]
     plain = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s}\n'

@@ -13,14 +13,19 @@ from pathlib import Path
 from ..errors import IpftError
 
 # struct ipft_event in bpf/ipft.bpf.c: packet_id, timestamp, probe_id, processor_id,
-# is_return, drop_reason; then struct ipft_meta (IPFT_WITH_META), then 64 bytes (IPFT_MODULE).
+# is_return, drop_reason; then the skb and journey end (IPFT_TRACK_SKB), the stack id (IPFT_STACKS),
+# struct ipft_meta (IPFT_WITH_META), and 64 bytes (IPFT_MODULE).
 BASE_FORMAT = "QQIIB3xI"
+SKB_FORMAT = "QI4x"
+STACK_FORMAT = "i4x"
 META_FORMAT = "IIIHBB16s16sHH16s4x"
 MODULE_FORMAT = "64s"
 
 
-def event_format(meta: bool = False, module: bool = False) -> str:
-    return BASE_FORMAT + (META_FORMAT if meta else "") + (MODULE_FORMAT if module else "")
+def event_format(meta: bool = False, module: bool = False, track_skb: bool = False,
+                 stacks: bool = False) -> str:
+    return (BASE_FORMAT + (SKB_FORMAT if track_skb else "") + (STACK_FORMAT if stacks else "")
+            + (META_FORMAT if meta else "") + (MODULE_FORMAT if module else ""))
 
 
 def bpf_dir() -> Path:
@@ -39,6 +44,8 @@ class ProgramSpec:
     perf_buffer: bool = False
     ringbuf_pages: int = 1024
     meta: bool = False
+    track_skb: bool = False  # compile in skb following (switched on in the config map)
+    stacks: bool = False  # compile in stack traces (asked for per probe in probe_flags)
     module_source: str | None = None  # an extension's C code defining module()
     module_label: str = "extension"  # where module_source came from, for error messages
     defines: dict[str, int] = field(default_factory=dict)
@@ -64,7 +71,8 @@ class ProgramSpec:
         return "main.c", line
 
     def event_format(self) -> str:
-        return event_format(self.meta, self.module_source is not None)
+        return event_format(self.meta, self.module_source is not None, self.track_skb,
+                            self.stacks)
 
     def cflags(self) -> list[str]:
         flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}"]
@@ -74,6 +82,10 @@ class ProgramSpec:
             flags.append("-DIPFT_WITH_META=1")
         if self.module_source is not None:
             flags.append("-DIPFT_MODULE=1")
+        if self.track_skb:
+            flags.append("-DIPFT_TRACK_SKB=1")
+        if self.stacks:
+            flags.append("-DIPFT_STACKS=1")
         flags += [f"-D{k}={v}" for k, v in self.defines.items()]
         # Headers of another kernel version can redefine a few macros bcc also sets.
         flags.append("-Wno-macro-redefined")

@@ -47,6 +47,8 @@ class IpftApp(App):
         Binding("t", "toggle_tracer", "Tracer"),
         Binding("b", "choose_backend", "Backend"),
         Binding("s", "load_extension", "Script"),
+        Binding("o", "toggle_track_skb", "Track skb"),
+        Binding("S", "edit_stack_regex", "Stacks"),
         Binding("f", "find_function", "Find fn"),
         Binding("d", "toggle_drops", "Drops"),
         Binding("slash", "search", "Search"),
@@ -378,6 +380,28 @@ class IpftApp(App):
         self.notify(f"tracer {tracer}")
         self.show_packet(self._shown_key)
 
+    def action_toggle_track_skb(self) -> None:
+        if not self._needs_live():
+            return
+        on = not self.source.settings.track_skb
+        self.source.set_track_skb(on)
+        self.notify("following skbs across mark changes and clones" if on
+                    else "skb following off: marks only")
+
+    def action_edit_stack_regex(self) -> None:
+        if not self._needs_live() or not self.source.ready:
+            return
+
+        def done(result) -> None:
+            if result is not None:
+                self.source.set_stack_regex(result or None)
+                self.notify(f"stack traces for /{result}/" if result else "stack traces off")
+
+        self.push_screen(RegexDialog(self.source.settings.stack_regex,
+                                     self.source.candidate_names(),
+                                     "Kernel stack traces for functions/tracepoints matching",
+                                     "empty: no stack traces"), done)
+
     def action_choose_backend(self) -> None:
         if not self._needs_live() or self.source.kernel is None:
             return
@@ -427,6 +451,10 @@ class IpftApp(App):
             ("Mark / mask", "Change the mark filter (applied at once)", self.action_edit_filter),
             ("Function regex", "Attach/detach probes by name", self.action_edit_regex),
             ("Toggle tracer", "function <-> function_graph", self.action_toggle_tracer),
+            ("Follow skbs", "Toggle: keep journeys across mark changes and clones",
+             self.action_toggle_track_skb),
+            ("Stack traces", "Kernel stacks for functions matching a regex",
+             self.action_edit_stack_regex),
             ("Backend", "Switch the tracing backend", self.action_choose_backend),
             ("Load extension", "Lua script or C file adding fields", self.action_load_extension),
             ("Find packets by function", "Only packets that passed a function", self.action_find_function),

@@ -23,7 +23,8 @@ def run_tui(args) -> int:
         app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         app.run()
         return 0
-    settings = replace(settings_from_args(args, mark_required=False), meta=True)
+    settings = replace(settings_from_args(args, mark_required=False), meta=True,
+                       live_switches=True)
     require_root()
     extension = extension_from_args(args)
     if extension is not None:

@@ -64,15 +64,19 @@ class FilterDialog(Dialog):
 class RegexDialog(Dialog):
     """Function regex; returns the pattern ('' for everything). Counts matches as you type."""
 
-    def __init__(self, current: str | None, names: list[str]):
+    def __init__(self, current: str | None, names: list[str],
+                 title: str = "Trace only functions/tracepoints matching",
+                 empty: str = "empty: everything"):
         super().__init__()
         self.current = current or ""
         self.names = names
+        self.title = title
+        self.empty = empty
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(Text("Trace only functions/tracepoints matching", style="bold"))
-            yield Input(self.current, placeholder="empty: everything", id="regex")
+            yield Label(Text(self.title, style="bold"))
+            yield Input(self.current, placeholder=self.empty, id="regex")
             yield Static("", id="matches", classes="hint")
             yield Static("", id="error", classes="error")
 
@@ -172,12 +176,16 @@ HELP = """
 | t | tracer: function ↔ function_graph |
 | b | backend |
 | s | load / switch an extension (Lua script or C file); a broken one keeps the previous |
+| o | follow skbs: keep a journey when its mark changes and take in its clones |
+| S | kernel stack traces for the functions matching a regex (shown in the detail pane) |
 | Ctrl+P | command palette |
 | ? | this help |
 | q | quit (every probe is detached) |
 
 `packet id` is the skb address: the kernel recycles skbs, so a journey ends when its
-skb is freed and the next sample at that address starts a new packet.
+skb is freed and the next sample at that address starts a new packet. While following
+skbs, a journey's id is its first skb; samples taken on another skb (a clone sharing
+its data) say `clone 0x…`.
 """
 
 

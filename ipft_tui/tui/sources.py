@@ -97,6 +97,14 @@ class LiveSource:
         self.settings = replace(self.settings, tracer=tracer)
         self._collector.set_tracer(tracer)
 
+    def set_track_skb(self, on: bool) -> None:
+        self.settings = replace(self.settings, track_skb=on)
+        self._collector.set_track_skb(on)
+
+    def set_stack_regex(self, regex: str | None) -> None:
+        self.settings = replace(self.settings, stack_regex=regex)
+        self._collector.set_stack_regex(regex)
+
     def restart(self, settings: TraceSettings) -> None:
         """Stop, then start with new settings (blocking: call from a worker thread)."""
         self.stop_collector()

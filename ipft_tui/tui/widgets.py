@@ -9,7 +9,7 @@ from textual.widgets.tree import TreeNode
 from .. import formatting as fmt
 from ..calltree import CallNode, build_call_tree
 from ..collector import Status
-from ..model import Meta, Packet, Sample, flow_text, is_drop, packet_id_text
+from ..model import Meta, Packet, Sample, flow_text, is_clone, is_drop, packet_id_text
 from .packet_list import fields_text
 
 def where_text(meta: Meta | None) -> str:
@@ -29,7 +29,17 @@ def sample_label(sample: Sample, origin: int, previous: Sample | None = None) ->
         text.append(f"  @{here}", style="magenta")
     if sample.fields:
         text.append("  " + fields_text(sample.fields), style="green")
+    _skb_and_stack(text, sample)
     return text
+
+
+def _skb_and_stack(text: Text, sample: Sample | None) -> None:
+    if sample is None:
+        return
+    if is_clone(sample):
+        text.append(f"  clone {packet_id_text(sample.skb)}", style="yellow")
+    if sample.stack:
+        text.append("  [stack]", style="dim")
 
 
 def call_label(node: CallNode, origin: int, slow_ns: int | None) -> Text:
@@ -38,6 +48,7 @@ def call_label(node: CallNode, origin: int, slow_ns: int | None) -> Text:
     if node.exit is None and not node.children:
         # No return and nothing inside: a leaf event (e.g. a tracepoint without a pair).
         text.append(node.function, style="bold red" if node.function == "kfree_skb" else "bold")
+        _skb_and_stack(text, node.entry)
         return text
     text.append(f"{node.function}()", style="bold")
     took = node.duration
@@ -45,6 +56,7 @@ def call_label(node: CallNode, origin: int, slow_ns: int | None) -> Text:
     text.append(f"  {fmt.duration(took) if took is not None else 'no return'}", style=style)
     if node.entry is None:
         text.append("  (entry not seen)", style="italic dim")
+    _skb_and_stack(text, node.entry)
     return text
 
 
@@ -150,10 +162,17 @@ class DetailPane(Static):
                 m = sample.meta
                 rows += [("device", f"{m.ifname} (ifindex {m.ifindex})"), ("netns", str(m.netns)),
                          ("len", str(m.length)), ("flow", flow_text(m) or f"l3 0x{m.l3_proto:04x}")]
+            if is_clone(sample):
+                rows.append(("skb", f"{packet_id_text(sample.skb)} (a clone: not the journey's "
+                                    f"first skb)"))
             rows += [(k, str(v)) for k, v in (sample.fields or {}).items()]
             for key, value in rows:
                 text.append(f"  {key:<13}", style="cyan")
                 text.append(f"{value}\n")
+            if sample.stack:
+                text.append("  stack\n", style="cyan")
+                for frame in sample.stack:
+                    text.append(f"    {frame}\n")
         if not samples:
             text.append("select a sample in the journey tree", style="dim")
         self.update(text)
@@ -175,6 +194,10 @@ def status_text(status: Status, *, rate: float, packets: int, evicted: int, drop
         item("mark", f"0x{status.mark:x}/0x{status.mask:x}")
         item("probes", f"{status.attached}/{status.total}")
         item("ev/s", fmt.count(rate))
+    if status.track_skb:
+        item("", "TRACK SKB", "bold green")
+    if status.stack_regex:
+        item("stacks", f"/{status.stack_regex}/")
     item("samples", fmt.count(status.samples))
     item("packets", f"{packets}" + (f" (-{evicted})" if evicted else ""))
     item("lost", str(status.lost), "bold white on red" if status.lost else "bold")
