@@ -76,7 +76,9 @@ struct ipft_event {
 #define IPFT_PROBE_FREES_SKB  1u  /* the skb's life ends here, unless another user holds it */
 #define IPFT_PROBE_FREES_DATA 2u  /* and its data buffer, unless a clone shares it */
 #define IPFT_PROBE_STACK      4u  /* report the kernel stack */
-#define IPFT_JOURNEY_END      (1u << 16)  /* not from the loader: set by ipft_track() */
+/* Not from the loader: set by ipft_journey() for the event. */
+#define IPFT_FOLLOWED         (1u << 16)  /* the skb was looked up in the followed skbs */
+#define IPFT_JOURNEY_END      (1u << 17)  /* this free ended the journey */
 
 /* Open calls of marked skbs, per CPU, thread and probe: the return probe cannot see
  * the skb, so it takes it from here. LRU: calls that never return do not pile up. */
@@ -200,7 +202,7 @@ static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 pack
     ev->is_return = is_return;
     ev->drop_reason = reason;
 #ifdef IPFT_TRACK_SKB
-    ev->skb = (u64)skb;
+    ev->skb = (flags & IPFT_FOLLOWED) ? (u64)skb : 0;  /* 0: skb following is off */
     ev->journey_end = (flags & IPFT_JOURNEY_END) ? 1 : 0;
 #endif
 #ifdef IPFT_WITH_META
@@ -308,8 +310,10 @@ static __always_inline u64 ipft_journey(struct ipft_config *cfg, void *skb, u32 
 {
     int matched = ipft_mark_matches(cfg, skb);
 #ifdef IPFT_TRACK_SKB
-    if (cfg->track && skb)
+    if (cfg->track && skb) {
+        *flags |= IPFT_FOLLOWED;
         return ipft_track(skb, matched, flags, register_new);
+    }
 #endif
     return matched ? (u64)skb : 0;
 }
@@ -465,6 +469,8 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
         calls.delete(&key);
     if (!skb)  /* the call was for an unmarked skb */
         return 0;
-    ipft_emit(ctx, (void *)skb, packet_id, probe_id, 1, 0, 0);
+    u32 zero = 0;
+    struct ipft_config *cfg = config.lookup(&zero);
+    ipft_emit(ctx, (void *)skb, packet_id, probe_id, 1, 0, cfg && cfg->track ? IPFT_FOLLOWED : 0);
     return 0;
 }

@@ -146,7 +146,8 @@ class Packet:
     asked for: a live TUI may hold millions of them."""
 
     __slots__ = ("key", "packet_id", "_interned", "_ts", "_info", "_meta", "_extra",
-                 "_functions", "_cpus", "_first", "_last", "freed", "drop_reason", "meta")
+                 "_functions", "_cpus", "_first", "_last", "freed", "drop_reason", "drop_function",
+                 "meta")
 
     def __init__(self, key: int, packet_id: int, interned: Interned | None = None):
         self.key = key  # unique within a PacketStore; packet ids are recycled
@@ -161,6 +162,7 @@ class Packet:
         self._first = self._last = 0  # indexes of the earliest and latest samples
         self.freed = False
         self.drop_reason: str | None = None
+        self.drop_function: str | None = None  # where it was dropped
         self.meta: Meta | None = None  # the first sample's that had headers: the flow
 
     def add(self, sample: Sample) -> None:
@@ -197,6 +199,7 @@ class Packet:
         reason = sample.drop_reason
         if reason is not None and reason not in NOT_DROPS:
             self.drop_reason = reason
+            self.drop_function = function
         if self.meta is None and sample.meta is not None and sample.meta.saddr:
             self.meta = sample.meta
 

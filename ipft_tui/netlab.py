@@ -123,6 +123,50 @@ class VethPair:
         self.exec(self.ns_a, sys.executable, "-c", code)
 
 
+class PacketTap:
+    """An AF_PACKET socket on B's device, as tcpdump has, until one UDP datagram to
+    `port` was read through it. The kernel hands such sockets a clone of each skb."""
+
+    def __init__(self, pair: VethPair, port: int, timeout: float = 10):
+        code = textwrap.dedent(f"""
+            import socket
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+            s.bind(("{pair.dev_b}", 0))
+            s.settimeout({timeout})
+            print("ready", flush=True)
+            while True:
+                frame = s.recv(4096)  # Ethernet + IPv4 without options + UDP
+                if frame[23] == 17 and int.from_bytes(frame[36:38], "big") == {port}:
+                    print("got", flush=True)
+                    break
+        """)
+        self._proc = subprocess.Popen(["ip", "netns", "exec", pair.ns_b, sys.executable, "-c", code],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.timeout = timeout
+        if self._proc.stdout.readline().strip() != "ready":
+            self.close()
+            raise IpftError(f"packet tap did not start: {self._proc.stderr.read().strip()}")
+
+    def wait(self) -> bool:
+        """True once the datagram was read."""
+        try:
+            self._proc.wait(self.timeout + 5)
+        except subprocess.TimeoutExpired:
+            return False
+        return self._proc.stdout.read().strip() == "got"
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+    def __enter__(self) -> PacketTap:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _set_mark(mark: int | None) -> str:
     """Python source that sets SO_MARK on socket `s` (packed: marks above 2**31 too)."""
     if mark is None:

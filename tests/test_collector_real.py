@@ -106,3 +106,42 @@ def test_setup_error_is_raised_to_the_consumer(bpf_ready):
     with pytest.raises(IpftError, match="matches none"):
         collector.wait_ready(60)
     assert ipft_bpf_objects_settled() == []
+
+
+def test_live_skb_following_and_stack_regex(veth, nothing_left_behind):
+    """As the TUI switches them (compiled in, off at start): no restart."""
+    got = Gathered()
+    notices = []
+    collector = Collector(TraceSettings(mark=0x333, meta=True, live_switches=True), got,
+                          on_notice=notices.append)
+    collector.start()
+    try:
+        collector.wait_ready(60)
+
+        def round_trip():
+            start = now_ns()
+            veth.send_udp(7777, mark=0x333)
+            assert wait_for(lambda: any(s.function == "net_dev_start_xmit" for s in got.since(start)))
+            time.sleep(0.2)
+            return got.since(start)
+
+        off = round_trip()  # the mark is cleared on entering B: nothing from there
+        assert not [s for s in off if s.function == "kfree_skb"]
+        assert all(s.stack is None and s.skb == 0 for s in off)
+
+        collector.set_track_skb(True)
+        collector.set_stack_regex("^kfree_skb$")
+        assert wait_for(lambda: collector.status.track_skb and collector.status.stack_regex)
+        on = round_trip()
+        [dropped] = [s for s in on if s.function == "kfree_skb"]
+        assert dropped.drop_reason == "NO_SOCKET" and dropped.journey_end
+        assert any(frame.startswith("__udp4_lib_rcv+") for frame in dropped.stack)
+        assert all(s.stack is None for s in on if s.function != "kfree_skb")
+
+        collector.set_stack_regex("no_such_function_anywhere")  # refused, nothing changes
+        assert wait_for(lambda: any("matches none" in n for n in notices))
+        assert collector.status.stack_regex == "^kfree_skb$"
+    finally:
+        collector.stop()
+    assert collector.error is None, notices
+    assert ipft_bpf_objects_settled() == []

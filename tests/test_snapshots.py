@@ -33,3 +33,16 @@ def test_filter_dialog(snap_compare):
 
 def test_help_screen(snap_compare):
     assert snap_compare(replay_app(), terminal_size=SIZE, press=["question_mark"])
+
+
+def test_followed_journey_with_clone_and_stack(snap_compare):
+    app = replay_app("follow.jsonl")
+
+    async def to_the_drop(pilot):
+        await pilot.pause()
+        await pilot.press("G", "enter", *["down"] * 8, "tab")
+        await pilot.pause()
+        await pilot.press("end")  # the stack, below the sample's fields
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=to_the_drop)

@@ -262,3 +262,44 @@ async def test_drops_only_and_drop_reasons_in_the_journey():
             "tcp 192.0.2.1:" in table.row_cells(0)[6]
         await pilot.press("d")
         assert table.row_count == len(app.store.packets)
+
+
+async def test_followed_journey_names_clones_and_shows_stacks():
+    """A trace recorded with --track-skb and --stack-trace: the UDP datagram's journey
+    holds the skb IP dropped and the one a packet socket read, one ending it."""
+    app = replay_app("follow.jsonl")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert len(app.store.packets) == 2  # the ping, the UDP datagram: no split at clones
+        await pilot.press("G", "enter")
+        tree = app.query_one(JourneyTree)
+        lines = labels(tree)[1:]
+        assert [line.split()[2] for line in lines][-4:] == [
+            "icmp_send", "kfree_skb", "skb_copy_datagram_iovec", "consume_skb"]
+        assert "clone 0xffff888105b77400" in lines[-3] and "[stack]" in lines[-3]
+        assert "clone" not in lines[-1]  # the first skb, read by the packet socket
+        for _ in range(len(lines) - 2):
+            await pilot.press("down")
+        detail = app.query_one("#detail").render().plain
+        assert "function     kfree_skb" in detail
+        assert "skb          0xffff888105b77400 (a clone" in detail
+        stack = detail.split("stack\n", 1)[1].split()
+        assert stack[:2] == ["sk_skb_reason_drop+0x90", "__udp4_lib_rcv+0x4bc"]
+
+
+async def test_skb_following_and_stack_regex_are_switched_live():
+    app, source = recorder_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("o")
+        assert source.commands == [("track_skb", True)]
+        await pilot.press("S")
+        assert isinstance(app.screen, RegexDialog)
+        await pilot.press(*"nothing_like_this", "enter")
+        assert "matches none" in app.screen.query_one("#error").render().plain
+        await pilot.press("ctrl+u", *"kfree", "enter")
+        await pilot.press("o")
+        assert source.commands == [("track_skb", True), ("stack_regex", "kfree"),
+                                   ("track_skb", False)]
+        await pilot.press("S", "ctrl+u", "enter")  # empty: stacks off
+        assert source.commands[-1] == ("stack_regex", None)

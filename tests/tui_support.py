@@ -42,6 +42,14 @@ class CommandRecorder(ReplaySource):
         self.commands.append(("tracer", tracer))
         self.settings = replace(self.settings, tracer=tracer)
 
+    def set_track_skb(self, on):
+        self.commands.append(("track_skb", on))
+        self.settings = replace(self.settings, track_skb=on)
+
+    def set_stack_regex(self, regex):
+        self.commands.append(("stack_regex", regex))
+        self.settings = replace(self.settings, stack_regex=regex)
+
     def restart(self, settings):
         self.commands.append(("restart", settings.backend, settings.tracer))
         self.settings = settings

@@ -25,7 +25,7 @@ def format_sample(sample: Sample, with_tuple: bool = False) -> str:
         if sample.journey_end:
             line += ',"journey_end":true'
     if sample.stack is not None:
-        line += f',"stack":{json.dumps(list(sample.stack))}'
+        line += f',"stack":{json.dumps(list(sample.stack), separators=(",", ":"))}'
     if sample.fields:
         # Script fields are strings in ipftrace2's JSON, whatever their Lua type.
         line += "".join(f",{json.dumps(k)}:{json.dumps(str(v))}" for k, v in sample.fields.items())

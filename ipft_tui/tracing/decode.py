@@ -108,7 +108,7 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
                                  record[-1] if layout.module else None,
                                  record[7] if track else 0,
                                  layout.stack(record[stack_at]) if stacks else None,
-                                 record[8] != 0 if track else None)))
+                                 (record[8] != 0 if record[7] else None) if track else None)))
     return out
 
 

@@ -34,7 +34,7 @@ class IpftApp(App):
     PacketList { width: 3fr; }
     #right { width: 2fr; }
     JourneyTree { height: 2fr; border: round $panel; }
-    DetailPane { height: 1fr; border: round $panel; padding: 0 1; overflow-y: auto; }
+    DetailPane { height: 1fr; border: round $panel; padding: 0 1; }
     #attach { height: 1; display: none; }
     #attach.active { display: block; }
     StatusBar { height: 1; background: $panel; padding: 0 1; }
@@ -85,7 +85,7 @@ class IpftApp(App):
         # a dialog whenever one is open, while the timer keeps updating these.
         self.packet_table = PacketList(self.store, id="packets")
         self.journey = JourneyTree(id="journey")
-        self.detail = DetailPane(id="detail")
+        self.detail = DetailPane(id="detail-pane")
         self.attach_bar = ProgressBar(id="attach", show_eta=False)
         self.status_bar = StatusBar(id="status")
         yield Header()

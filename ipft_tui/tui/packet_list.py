@@ -22,7 +22,7 @@ from ..model import Packet, PacketStore, flow_text, packet_id_text
 
 # (title, width, right-aligned)
 COLUMNS = (("#", 6, True), ("first seen", 11, True), ("samples", 7, True), ("first", 18, False),
-           ("last", 28, False), ("duration", 9, True), ("flow", 36, False), ("CPUs", 5, False),
+           ("last / drop", 28, False), ("duration", 9, True), ("flow", 36, False), ("CPUs", 5, False),
            ("fields", 30, False), ("packet id", 18, False))
 WIDTH = sum(width + 1 for _title, width, _right in COLUMNS)
 
@@ -40,7 +40,9 @@ def fields_text(fields) -> str:
 
 def packet_cells(packet: Packet, origin: int) -> list[tuple[str, Style | None]]:
     dropped = packet.drop_reason is not None
-    last = packet.last.function + (f": {packet.drop_reason}" if dropped else "")
+    # Where it was dropped, rather than its last function: with skb following a
+    # clone may live on after another was dropped.
+    last = f"{packet.drop_function}: {packet.drop_reason}" if dropped else packet.last.function
     return [
         (str(packet.key), DROP_STYLE if dropped else None),
         (fmt.offset(packet.first.timestamp - origin), None),

@@ -159,7 +159,7 @@ HELP = """
 | key | action |
 | --- | --- |
 | ↑ ↓ / j k | move in the packet list or the journey tree |
-| Tab | switch between packet list and journey tree |
+| Tab | next pane: packet list, journey tree, details (↑ ↓ scroll a long stack) |
 | Enter | open the selected packet's journey |
 | Space | expand / collapse the selected call |
 | e / c | expand all / collapse all |

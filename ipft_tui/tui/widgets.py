@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.containers import VerticalScroll
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
@@ -134,8 +135,12 @@ def _walk(roots: list[CallNode]):
         todo.extend(node.children)
 
 
-class DetailPane(Static):
-    """Every field of the selected sample (or call), raw values included."""
+class DetailPane(VerticalScroll):
+    """Every field of the selected sample (or call), raw values included; it scrolls
+    (focus it with Tab) since a stack can be longer than the pane."""
+
+    def compose(self):
+        yield Static(Text("select a sample in the journey tree", style="dim"), id="detail")
 
     def show(self, data, origin: int) -> None:
         text = Text()
@@ -175,7 +180,7 @@ class DetailPane(Static):
                     text.append(f"    {frame}\n")
         if not samples:
             text.append("select a sample in the journey tree", style="dim")
-        self.update(text)
+        self.query_one("#detail", Static).update(text)
 
 
 def status_text(status: Status, *, rate: float, packets: int, evicted: int, drops: int,
