@@ -76,7 +76,9 @@ def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
         return _bpf(BPF_PROG_LOAD, attr)
     except BPFSyscallError as exc:
         if log_buf is not None and log_buf.value:
-            exc.strerror = f"{exc.strerror}: {log_buf.value.decode(errors='replace').strip()}"
+            # The verifier's last words say why; the whole log can be thousands of lines.
+            tail = log_buf.value.decode(errors="replace").strip().splitlines()[-4:]
+            exc.strerror = f"{exc.strerror}: {' | '.join(tail)}"
         raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 
 
@@ -19,27 +20,29 @@ def addresses(names: set[str], path: str = "/proc/kallsyms") -> dict[str, int]:
     return found
 
 
+_TEXT_SYMBOL = re.compile(rb"^([0-9a-f]+) [tTwW] (\S+)(?:\t\[(\S+)\])?$", re.M)
+
+
 class Symbolizer:
     """Kernel text addresses as `function+0xoffset` (`[module]` appended for modules)."""
 
     def __init__(self, path: str = "/proc/kallsyms"):
-        symbols: list[tuple[int, str]] = []
         try:
-            with open(path) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[1] in "tTwW":
-                        name = parts[2] + (f" {parts[3]}" if len(parts) > 3 else "")
-                        symbols.append((int(parts[0], 16), name))
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError:
-            pass
-        symbols.sort()
-        self._addresses = [a for a, _ in symbols]
-        self._names = [n for _, n in symbols]
+            data = b""
+        # One regex over the whole file; names are decoded only when asked for.
+        found = _TEXT_SYMBOL.findall(data)
+        addresses = [int(address, 16) for address, _, _ in found]
+        order = sorted(range(len(found)), key=addresses.__getitem__)
+        self._addresses = [addresses[i] for i in order]
+        self._symbols = [found[i] for i in order]  # (address, name, module) as bytes
 
     def name(self, address: int) -> str:
         i = bisect_right(self._addresses, address) - 1
         if i < 0 or self._addresses[i] == 0:
             return f"0x{address:x}"
-        name, _, module = self._names[i].partition(" ")
-        return f"{name}+0x{address - self._addresses[i]:x}" + (f" {module}" if module else "")
+        _, name, module = self._symbols[i]
+        return (f"{name.decode()}+0x{address - self._addresses[i]:x}"
+                + (f" [{module.decode()}]" if module else ""))

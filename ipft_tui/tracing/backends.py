@@ -232,13 +232,17 @@ class FentryBackend(FunctionBackend):
         lines = []
         for shape, t in sorted(self._shapes().items()):
             reason = f"(u32)ctx[{t.reason_pos - 1}]" if t.reason_pos > 0 else "0"
+            # The skb is taken with bpf_get_func_arg(): read from ctx directly it would be
+            # a typed pointer to the verifier, which refuses the bit operations the
+            # compiler may turn `x ? skb : 0` into.
+            skb = f"u64 skb = 0; bpf_get_func_arg(ctx, {t.skb_pos - 1}, &skb);\n"
             lines.append(f"int ipft_fe_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
-                         f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
-                         f"(void *)ctx[{t.skb_pos - 1}], probe, {reason}); }}\n")
+                         f"  {skb}  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
+                         f"(void *)skb, probe, {reason}); }}\n")
             # At exit the arguments are still readable: no need to remember the skb.
             lines.append(f"int ipft_fx_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
-                         f"  return probe == IPFT_NO_PROBE ? 0 : ipft_sample_exit(ctx, "
-                         f"(void *)ctx[{t.skb_pos - 1}], probe & ~IPFT_TRACK_CALL); }}\n")
+                         f"  {skb}  return probe == IPFT_NO_PROBE ? 0 : ipft_sample_exit(ctx, "
+                         f"(void *)skb, probe & ~IPFT_TRACK_CALL); }}\n")
         return "".join(lines)
 
     def prepare(self, bpf) -> None:
@@ -253,8 +257,13 @@ class FentryBackend(FunctionBackend):
 
     def _tracing(self, bpf, program: str, probe_id: int, attach_type: int) -> int:
         insns = bpf.dump_func(program.encode())
-        fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, expected_attach_type=attach_type,
-                              attach_btf_id=self.btf_ids[self.candidates[probe_id].name])
+        btf_id = self.btf_ids[self.candidates[probe_id].name]
+        try:
+            fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, expected_attach_type=attach_type,
+                                  attach_btf_id=btf_id)
+        except bpfsys.BPFSyscallError:  # again with the verifier's log, to say why
+            fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, expected_attach_type=attach_type,
+                                  attach_btf_id=btf_id, log=True)
         try:
             link = bpfsys.raw_tracepoint_open(fd, None)
         finally:

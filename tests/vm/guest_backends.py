@@ -88,12 +88,17 @@ def test_function_backend(kernel, backend):
         assert f"backend {backend} is not supported by this kernel" in proc.stderr
         RESULTS["backends"][backend] = {"supported": False, "error": proc.stderr.strip()[-300:]}
         return
-    got = []
-    collector = Collector(TraceSettings(mark=MARK, backend=backend, regex=REGEX.get(backend)),
-                          lambda b: got.extend(b.samples()))
+    got, notices = [], []
+    collector = Collector(TraceSettings(mark=MARK, backend=backend, regex=REGEX.get(backend),
+                                        live_switches=True),
+                          lambda b: got.extend(b.samples()), on_notice=notices.append)
     started = time.monotonic()
     collector.start()
-    collector.wait_ready(900)
+    try:
+        collector.wait_ready(900)
+    except Exception:
+        print("notices:", *notices[:5], sep="\n")
+        raise
     ready = time.monotonic() - started
     status = collector.status
     result = {"supported": True, "regex": REGEX.get(backend), "candidates": status.total,
@@ -132,6 +137,35 @@ def test_function_backend(kernel, backend):
                   for j in group_by_packet(got).values()
                   if any(x.function == "ip_local_deliver" for x in j)][:1]
         assert nested, f"ip_local_deliver did not contain ip_local_deliver_finish: {shown[:3]} {detail}"
+
+        # Skb following and stack traces, switched on live. The ping is not marked
+        # again in B (the rule marks UDP): only a followed journey gets there.
+        collector.set_track_skb(True)
+        collector.set_stack_regex("^icmp_rcv$")
+        while not (collector.status.track_skb and collector.status.stack_regex):
+            time.sleep(0.2)
+        got.clear()
+        with VethPair("ipftvm2") as pair:
+            pair.ping(count=2, mark=MARK)
+            # The first stack makes the collector read kallsyms: seconds under emulation.
+            deadline = time.monotonic() + 120
+            while (time.monotonic() < deadline
+                   and not any(s.function == "icmp_rcv" and s.stack for s in list(got))):
+                time.sleep(0.5)
+            time.sleep(1.0)
+        echoes = [j for j in group_by_packet(got).values()
+                  if any(s.function == "icmp_rcv" for s in j)]
+        with open(os.path.join(OUT, f"follow-{backend}.txt"), "w") as f:  # for a failure
+            print("error:", collector.error, *notices[-10:], sep="\n", file=f)
+            for s in sorted(got, key=lambda s: s.timestamp):
+                print(hex(s.packet_id), s.function, int(s.is_return), hex(s.skb), s.stack, file=f)
+        assert echoes, f"no journey reached icmp_rcv: see follow-{backend}.txt"
+        assert in_order([s.function for s in echoes[0]], "__dev_queue_xmit", "ip_rcv", "icmp_rcv")
+        [stack] = [s.stack for s in echoes[0] if s.function == "icmp_rcv" and not s.is_return]
+        assert any(f.startswith(("ip_protocol_deliver_rcu+", "ip_local_deliver_finish+"))
+                   for f in stack), stack
+        result["followed_samples"] = len(echoes[0])
+        result["icmp_rcv_stack"] = list(stack[:6])
     finally:
         t = time.monotonic()
         collector.stop(timeout=900)
