@@ -73,7 +73,9 @@ def tracer_frames_dropped(frames: list[str]) -> tuple[str, ...]:
     start = 0
     while start < len(frames) - 1 and frames[start].startswith(_TRACER_FRAME_PREFIXES):
         start += 1
-    return tuple(frames[start:])
+    # fentry trampolines of other traced functions show up further down too.
+    return tuple(f for i, f in enumerate(frames)
+                 if i >= start and not (i > start and f.startswith("bpf_trampoline_")))
 
 
 def choose_backend(requested: str, caps) -> str:

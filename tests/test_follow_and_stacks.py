@@ -112,3 +112,6 @@ def test_tracer_frames_are_dropped_from_the_top_only():
               "bpf_skb_redirect+0x10"]
     assert tracer_frames_dropped(frames) == ("consume_skb+0x7c", "bpf_skb_redirect+0x10")
     assert tracer_frames_dropped(["bpf_prog_x+0x1"]) == ("bpf_prog_x+0x1",)
+    fentry = ["bpf_prog_1+0x9 [bpf]", "bpf_trampoline_66+0x8c [bpf]", "icmp_rcv+0x5",
+              "bpf_trampoline_64+0x8c [bpf]", "ip_protocol_deliver_rcu+0x1e8"]
+    assert tracer_frames_dropped(fentry) == ("icmp_rcv+0x5", "ip_protocol_deliver_rcu+0x1e8")
