@@ -96,8 +96,9 @@ struct ipft_call_stack {
 };
 
 BPF_ARRAY(config, struct ipft_config, 1);
-/* Samples that matched but found no room in the buffer: never lost silently. */
-BPF_PERCPU_ARRAY(lost, u64, 1);
+/* [0] samples that matched but found no room in the buffer: never lost silently;
+ * [1] reservations that failed once and were tried again. */
+BPF_PERCPU_ARRAY(lost, u64, 2);
 BPF_TABLE("lru_hash", struct ipft_call_key, struct ipft_call_stack, calls, 8192);
 /* Function backends: function address (bpf_get_func_ip) -> probe id. */
 BPF_HASH(func_ids, u64, u32, 16384);
@@ -109,6 +110,7 @@ BPF_PERF_OUTPUT(events);
 BPF_PERCPU_ARRAY(scratch, struct ipft_event, 1);
 #else
 BPF_RINGBUF_OUTPUT(events, IPFT_RINGBUF_PAGES);
+BPF_RINGBUF_OUTPUT(rescue, IPFT_RESCUE_PAGES);
 #endif
 
 #ifdef IPFT_MODULE
@@ -119,12 +121,16 @@ typedef struct { u8 bytes[16]; } ipft_ipv6_t;
 static __always_inline int module(void *ctx, struct sk_buff *skb, u8 data[64]);
 #endif
 
-static __always_inline void ipft_count_lost(void)
+static __always_inline void ipft_count(u32 slot)
 {
-    u32 zero = 0;
-    u64 *count = lost.lookup(&zero);
+    u64 *count = lost.lookup(&slot);
     if (count)
         (*count)++;
+}
+
+static __always_inline void ipft_count_lost(void)
+{
+    ipft_count(0);
 }
 
 #ifdef IPFT_WITH_META
@@ -351,8 +357,14 @@ static __always_inline void ipft_emit(void *ctx, void *skb, u64 packet_id, u32 p
 #else
     struct ipft_event *ev = events.ringbuf_reserve(sizeof(struct ipft_event));
     if (!ev) {
-        ipft_count_lost();
-        return;
+        /* Reservations fail now and then with the buffer far from full (seen on
+         * 6.18): the rescue buffer, with a lock of its own, takes the sample. */
+        ipft_count(1);
+        ev = rescue.ringbuf_reserve(sizeof(struct ipft_event));
+        if (!ev) {
+            ipft_count_lost();
+            return;
+        }
     }
     __builtin_memset(ev, 0, sizeof(*ev));
     ipft_fill(ev, skb, packet_id, probe_id, is_return, reason, flags);

@@ -27,7 +27,7 @@ from .model import FREE_FUNCTIONS
 from .settings import TraceSettings, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
-from .tracing.program import ProgramSpec, compile_program
+from .tracing.program import RESCUE_PAGES, ProgramSpec, compile_program
 
 # probe_flags bits (IPFT_PROBE_* in bpf/ipft.bpf.c)
 PROBE_FREES_SKB, PROBE_FREES_DATA, PROBE_STACK = 1, 2, 4
@@ -54,6 +54,7 @@ class Status:
     filtered: int = 0
     samples: int = 0
     lost: int = 0  # matched in BPF but no room in the buffer
+    rescued: int = 0  # refused by the main ring buffer, taken by the rescue one
     ready: bool = False
     attaching: bool = False  # an attach/detach round is under way
     attach_done: int = 0
@@ -113,6 +114,7 @@ class Collector:
         self.backend = None
         self._bpf = None
         self._reader = None
+        self._rescue_reader = None
         self._pending: list[tuple] = []  # perf buffer callbacks collect records here
         self._probe_flags: dict[int, int] = {}  # as written to the probe_flags map
         self._symbolizer: Symbolizer | None = None
@@ -223,8 +225,11 @@ class Collector:
                                     wakeup_events=self.settings.perf_wakeup_events)
         else:
             from .tracing.ringbuf import RingBufReader  # noqa: PLC0415
+            event_format = self._event.format[len("<I4x"):]
             self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
-                                         self._event.format[len("<I4x"):])
+                                         event_format)
+            self._rescue_reader = RingBufReader(self._bpf[b"rescue"].map_fd,
+                                                RESCUE_PAGES * 4096, event_format)
 
     def _write_config(self, graph: bool | None = None) -> None:
         s = self.settings
@@ -292,17 +297,21 @@ class Collector:
                 command = None
             if command == "stop":
                 self._drain()
+                self._read_counters()
                 return
             if command:
                 self._execute(command, arg)
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + STATUS_INTERVAL
-                self.status = replace(self.status, lost=self._read_lost())
+                self._read_counters()
 
     def _drain(self) -> int:
         if self._reader is not None:
             records = self._reader.read()
+            rescued = self._rescue_reader.read()
+            if rescued:  # a few, out of order by microseconds: consumers sort by time
+                records += rescued
         else:
             self._bpf.perf_buffer_poll(timeout=0)
             records, self._pending = self._pending, []
@@ -324,9 +333,11 @@ class Collector:
         """count_only: samples BPF matched (read before stop)."""
         return self._bpf[b"matched"].sum(ctypes.c_int(0)).value if self._bpf else 0
 
-    def _read_lost(self) -> int:
-        kernel_side = self._bpf[b"lost"].sum(ctypes.c_int(0)).value
-        return kernel_side + self._perf_lost
+    def _read_counters(self) -> None:
+        counters = self._bpf[b"lost"]
+        self.status = replace(self.status,
+                              lost=counters.sum(ctypes.c_int(0)).value + self._perf_lost,
+                              rescued=counters.sum(ctypes.c_int(1)).value)
 
     def _execute(self, command: str, arg) -> None:
         try:
@@ -380,7 +391,8 @@ class Collector:
             self.backend.close()
         if self._reader is not None:
             self._reader.close()
-            self._reader = None
+            self._rescue_reader.close()
+            self._reader = self._rescue_reader = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None

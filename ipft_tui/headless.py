@@ -219,7 +219,8 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     if buffer.dropped:
         err(f"Dropped {buffer.dropped} samples: output could not keep up\n")
     if args.verbose:
-        err(f"Summary: {collector.status.samples} samples delivered, {lost} lost in the kernel, "
+        err(f"Summary: {collector.status.samples} samples delivered, {lost} lost in the kernel "
+            f"({collector.status.rescued} saved by the rescue buffer), "
             f"{buffer.dropped} dropped in user space\n")
     if collector.error:
         err(f"ipft-tui: error: {collector.error}\n")

@@ -160,9 +160,9 @@ def run_headless(workload: Workload, *extra: str) -> dict:
     summary = [line for line in stderr.splitlines() if line.startswith("Summary:")]
     if not summary:
         raise RuntimeError(f"no summary from ipft-tui: {stderr[-2000:]}")
-    delivered, lost, dropped = (int(n) for n in re.findall(r"\d+", summary[-1]))
+    delivered, lost, rescued, dropped = (int(n) for n in re.findall(r"\d+", summary[-1]))
     return {"rate": rate, "events": delivered, "events_per_s": delivered / workload.seconds,
-            "lost": lost, "ui_drops": dropped, "startup_s": ready,
+            "lost": lost, "rescued": rescued, "ui_drops": dropped, "startup_s": ready,
             "cpu_us_per_event": cpu / max(delivered, 1) * 1e6,
             "wall_s": time.monotonic() - started}
 
@@ -250,6 +250,7 @@ def run_tui(workload: Workload) -> dict:
             result["cpu"] = self_cpu() - before
             result["events"] = source.status.samples
             result["lost"] = source.status.lost
+            result["rescued"] = source.status.rescued
             result["ui_drops"] = buffer.dropped
             await pilot.press("q")
 
@@ -362,8 +363,9 @@ def render(results: dict, chosen: list[str]) -> str:
                   if "ui_latency_p50_ms" in r else "-")
             inp = (f"{r['input_latency_p50_ms']:.0f}/{r['input_latency_p99_ms']:.0f}"
                    if "input_latency_p50_ms" in r else "-")
+            lost = str(r.get("lost", "-")) + (f" ({r['rescued']} rescued)" if r.get("rescued") else "")
             lines.append(f"| {workload} | {config} ({r['rate'] / 1000:.0f}k/s) | {kept} | {ev} | "
-                         f"{r.get('lost', '-')} | {r.get('ui_drops', '-')} | {cpu} | {start} | "
+                         f"{lost} | {r.get('ui_drops', '-')} | {cpu} | {start} | "
                          f"{ui} | {inp} |")
     lines.append(f"\nmemory per retained sample (TUI packet store): "
                  f"{results['memory_bytes_per_sample']:.0f} bytes")

@@ -145,3 +145,31 @@ def test_live_skb_following_and_stack_regex(veth, nothing_left_behind):
         collector.stop()
     assert collector.error is None, notices
     assert ipft_bpf_objects_settled() == []
+
+
+def test_samples_the_ring_buffer_refuses_go_to_the_rescue_buffer(veth, nothing_left_behind):
+    """A one-page ring buffer and a stalled consumer: the main buffer fills up, the
+    rescue buffer takes the rest, nothing is lost and every sample arrives."""
+    got = Gathered()
+    stalled = threading.Event()
+
+    def slow_sink(batch):
+        if not stalled.is_set():
+            stalled.set()
+            time.sleep(2)  # while the traffic below runs
+        got(batch)
+
+    collector = Collector(TraceSettings(mark=0x444, ringbuf_pages=1), slow_sink)
+    collector.start()
+    try:
+        collector.wait_ready(60)
+        veth.mark_incoming(0x444, "-p", "udp")
+        veth.send_udp(7777, count=40, mark=0x444)
+        assert wait_for(lambda: collector.status.rescued > 0, timeout=10)
+        time.sleep(0.5)
+    finally:
+        collector.stop()
+    assert collector.status.lost == 0
+    dropped = [s for s in got.samples if s.function == "kfree_skb"]
+    assert len(dropped) == 40  # one drop (closed port) per datagram: none missing
+    assert collector.status.rescued > 0

@@ -20,6 +20,7 @@ SKB_FORMAT = "QI4x"
 STACK_FORMAT = "i4x"
 META_FORMAT = "IIIHBB16s16sHH16s4x"
 MODULE_FORMAT = "64s"
+RESCUE_PAGES = 256  # the second ring buffer, for samples the first refused (1 MiB)
 
 
 def event_format(meta: bool = False, module: bool = False, track_skb: bool = False,
@@ -75,7 +76,8 @@ class ProgramSpec:
                             self.stacks)
 
     def cflags(self) -> list[str]:
-        flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}"]
+        flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}",
+                 f"-DIPFT_RESCUE_PAGES={RESCUE_PAGES}"]
         if self.perf_buffer:
             flags.append("-DIPFT_PERF_BUFFER=1")
         if self.meta:
