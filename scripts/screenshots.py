@@ -40,6 +40,9 @@ async def main() -> None:
         await shoot("main", replay_app(), ["down", "down", "enter", "down"]),
         await shoot("function-graph", replay_app("graph.jsonl"), ["g", "enter", "e", "down", "down"]),
         await shoot("filter-dialog", recorder_app()[0], ["m", "ctrl+u", *"0xZZ", "enter"]),
+        # A journey followed into a clone; Tab to the details, Page Down to its kernel stack.
+        await shoot("follow-stack", replay_app("follow.jsonl"),
+                    ["G", "enter", *["down"] * 8, "tab", "pagedown"]),
     ]
     converter = shutil.which("rsvg-convert")
     for svg in shots:

@@ -282,7 +282,7 @@ async def test_followed_journey_names_clones_and_shows_stacks():
             await pilot.press("down")
         detail = app.query_one("#detail").render().plain
         assert "function     kfree_skb" in detail
-        assert "skb          0xffff888105b77400 (a clone" in detail
+        assert "skb          0xffff888105b77400 (clone)" in detail
         stack = detail.split("stack\n", 1)[1].split()
         assert stack[:2] == ["sk_skb_reason_drop+0x90", "__udp4_lib_rcv+0x4bc"]
 

@@ -168,8 +168,7 @@ class DetailPane(VerticalScroll):
                 rows += [("device", f"{m.ifname} (ifindex {m.ifindex})"), ("netns", str(m.netns)),
                          ("len", str(m.length)), ("flow", flow_text(m) or f"l3 0x{m.l3_proto:04x}")]
             if is_clone(sample):
-                rows.append(("skb", f"{packet_id_text(sample.skb)} (a clone: not the journey's "
-                                    f"first skb)"))
+                rows.append(("skb", f"{packet_id_text(sample.skb)} (clone)"))
             rows += [(k, str(v)) for k, v in (sample.fields or {}).items()]
             for key, value in rows:
                 text.append(f"  {key:<13}", style="cyan")
