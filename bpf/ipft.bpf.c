@@ -251,9 +251,35 @@ struct ipft_tracked {
  * go when the kernel frees the skb (and the last reference to the buffer). */
 BPF_TABLE("lru_hash", u64, struct ipft_tracked, tracked_skbs, 65536);
 BPF_TABLE("lru_hash", u64, u64, tracked_heads, 65536);
+/* Data buffers in use per journey: 1, plus one per copy (skb_copy_header). The
+ * journey ends when the last is released. */
+BPF_TABLE("lru_hash", u64, u32, journey_buffers, 65536);
 
-/* Forget an skb being freed; 1 when its data buffer goes too: the journey ends. */
-static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags)
+static __always_inline void ipft_buffer_added(u64 packet_id)
+{
+    u32 one = 1;
+    u32 *count = journey_buffers.lookup(&packet_id);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    else
+        journey_buffers.update(&packet_id, &one);
+}
+
+/* 1 when that was the journey's last buffer. */
+static __always_inline int ipft_buffer_released(u64 packet_id)
+{
+    u32 *count = journey_buffers.lookup(&packet_id);
+    if (count && *count > 1) {
+        __sync_fetch_and_add(count, -1);
+        return 0;
+    }
+    journey_buffers.delete(&packet_id);
+    return 1;
+}
+
+/* Forget an skb being freed; 1 when its data buffer goes too, the journey's last. */
+static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags,
+                                        u64 packet_id)
 {
     u32 users = 0, dataref = 0;
     u64 end = 0;
@@ -273,7 +299,7 @@ static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags
     if ((dataref & 0xffff) > 1)  /* the low half counts the skbs using the buffer */
         return 0;
     tracked_heads.delete(&head);
-    return 1;
+    return ipft_buffer_released(packet_id);
 }
 
 /* The journey of this skb, or 0 when it is not followed. A matched skb that is not
@@ -299,15 +325,49 @@ static __always_inline u64 ipft_track(void *skb, int matched, u32 *flags, int re
         else if (!matched)
             return 0;
         tracked_skbs.update(&addr, &entry);
-        if (!origin && head)
+        if (!origin && head) {
             tracked_heads.update(&head, &addr);
+            ipft_buffer_added(addr);
+        }
     } else {
         return matched ? addr : 0;
     }
-    if ((*flags & IPFT_PROBE_FREES_SKB) && ipft_untrack(skb, addr, head, *flags))
+    if ((*flags & IPFT_PROBE_FREES_SKB) && ipft_untrack(skb, addr, head, *flags, entry.packet_id))
         *flags |= IPFT_JOURNEY_END;
     return entry.packet_id;
 }
+
+/* skb_copy_header(copy, original), called by skb_copy, pskb_copy and the like: a copy
+ * (with data of its own) of a followed skb joins its journey. */
+static __always_inline void ipft_copied(void *copy, void *original)
+{
+    u32 zero = 0;
+    struct ipft_config *cfg = config.lookup(&zero);
+    u64 addr = (u64)copy, orig = (u64)original, head = 0, packet_id;
+
+    if (!cfg || !cfg->track || !addr || !orig)
+        return;
+    struct ipft_tracked *known = tracked_skbs.lookup(&orig);
+    if (known) {
+        packet_id = known->packet_id;
+    } else {
+        bpf_probe_read_kernel(&head, 8, (char *)original + IPFT_OFF_sk_buff_head);
+        u64 *origin = head ? tracked_heads.lookup(&head) : NULL;
+        if (!origin)
+            return;
+        packet_id = *origin;
+    }
+    head = 0;
+    bpf_probe_read_kernel(&head, 8, (char *)copy + IPFT_OFF_sk_buff_head);
+    struct ipft_tracked entry = {.packet_id = packet_id, .head = head};
+    tracked_skbs.update(&addr, &entry);
+    if (head) {
+        tracked_heads.update(&head, &packet_id);
+        ipft_buffer_added(packet_id);
+    }
+}
+#else
+static __always_inline void ipft_copied(void *copy, void *original) {}
 #endif
 
 /* The journey id to report this skb under, or 0 to report nothing. */

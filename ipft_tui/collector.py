@@ -364,6 +364,7 @@ class Collector:
                     # Frees were not watched while off: start from empty maps.
                     self._bpf[b"tracked_skbs"].clear()
                     self._bpf[b"tracked_heads"].clear()
+                    self._bpf[b"journey_buffers"].clear()
                 self.settings.track_skb = arg
                 self._write_config()
                 self.status = replace(self.status, track_skb=arg)

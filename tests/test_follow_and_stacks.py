@@ -115,3 +115,17 @@ def test_tracer_frames_are_dropped_from_the_top_only():
     fentry = ["bpf_prog_1+0x9 [bpf]", "bpf_trampoline_66+0x8c [bpf]", "icmp_rcv+0x5",
               "bpf_trampoline_64+0x8c [bpf]", "ip_protocol_deliver_rcu+0x1e8"]
     assert tracer_frames_dropped(fentry) == ("icmp_rcv+0x5", "ip_protocol_deliver_rcu+0x1e8")
+
+
+def test_copy_functions_hand_the_copy_to_the_journey_in_their_entry_points():
+    from ipft_tui.kernel.targets import Target
+    from ipft_tui.tracing.backends import FentryBackend, kprobe_entry_points, _shape
+
+    copy, plain = Target("skb_copy_header", skb_pos=1), Target("ip_rcv", skb_pos=1)
+    assert _shape(copy) != _shape(plain)  # a program of its own
+    source = kprobe_entry_points({_shape(t): t for t in (copy, plain)})
+    assert source.count("ipft_copied(") == 1
+    assert "ipft_copied((void *)PT_REGS_PARM1(ctx), (void *)PT_REGS_PARM2(ctx));" in source
+    fentry = FentryBackend([copy, plain], {}, {}).entry_points()
+    assert fentry.count("ipft_copied(") == 1  # at entry only
+    assert "bpf_get_func_arg(ctx, 1, &original)" in fentry

@@ -72,7 +72,7 @@ def bpf_objects() -> list[str]:
 
 # Every skb function, except for ftrace: under emulation each fentry and fexit
 # program load takes about a tenth of a second, so it gets the network core.
-REGEX = {"ftrace": r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|sk_skb_reason_drop|consume_skb|skb_release)"}
+REGEX = {"ftrace": r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|sk_skb_reason_drop|consume_skb|skb_release|skb_copy_header)"}
 ONLY = os.environ.get("IPFT_VM_BACKENDS")  # e.g. "kprobe": run just those
 
 
@@ -167,6 +167,24 @@ def test_function_backend(kernel, backend):
                    for f in stack), stack
         result["followed_samples"] = len(echoes[0])
         result["icmp_rcv_stack"] = list(stack[:6])
+
+        # A copy (its own data, via pskb_copy -> skb_copy_header): the TEE target in B
+        # sends a duplicate of each datagram back to A; it joins the datagram's journey.
+        got.clear()
+        with VethPair("ipftvm3") as pair:
+            pair.mark_incoming(MARK, "-p", "udp")
+            pair.exec(pair.ns_b, "iptables", "-t", "mangle", "-A", "PREROUTING", "-s",
+                      pair.a_addr, "-p", "udp", "-j", "TEE", "--gateway", pair.a_addr)
+            pair.send_udp(7777, count=2, mark=MARK)
+            time.sleep(2.0)
+        copies = [s for s in got if s.function == "skb_copy_header" and not s.is_return]
+        assert copies, sorted({s.function for s in got})
+        copy = copies[0]
+        journey = [s for s in got if s.packet_id == copy.packet_id]
+        assert copy.skb != copy.packet_id
+        sent_again = [s for s in journey if s.skb == copy.skb and s.function == "__dev_queue_xmit"]
+        assert sent_again, [(s.function, s.skb & 0xffff) for s in journey if not s.is_return]
+        result["copy_followed"] = len([s for s in journey if s.skb == copy.skb])
     finally:
         t = time.monotonic()
         collector.stop(timeout=900)
