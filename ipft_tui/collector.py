@@ -118,6 +118,7 @@ class Collector:
         self._pending: list[tuple] = []  # perf buffer callbacks collect records here
         self._probe_flags: dict[int, int] = {}  # as written to the probe_flags map
         self._symbolizer: Symbolizer | None = None
+        self._stacks_asked = False  # records carry stack ids only once a regex was given
         self._perf_lost = 0
 
     # -- consumer side ----------------------------------------------------------
@@ -253,6 +254,7 @@ class Collector:
             if flags or self._probe_flags.get(probe_id):
                 table[ctypes.c_int(probe_id)] = ctypes.c_uint32(flags)
             self._probe_flags[probe_id] = flags
+        self._stacks_asked |= bool(stack_probes)
 
     def _resolve_stacks(self, records: list[tuple]) -> None:
         """Symbolize the stacks of a batch before a consumer sees it."""
@@ -316,7 +318,7 @@ class Collector:
             self._bpf.perf_buffer_poll(timeout=0)
             records, self._pending = self._pending, []
         if records:
-            if self._layout.stacks:
+            if self._stacks_asked:
                 self._resolve_stacks(records)
             self.status = replace(self.status, samples=self.status.samples + len(records))
             self._sink(RecordBatch(records, self._layout))

@@ -156,7 +156,8 @@ class Packet:
         self._ts = array("q")
         self._info = array("I")  # function id | cpu << 16 | is_return << 31
         self._meta = array("I")
-        self._extra: dict[int, tuple] | None = None  # sample index -> (fields, drop reason)
+        # sample index -> (fields, drop reason, clone skb, stack): the rare parts
+        self._extra: dict[int, tuple] | None = None
         self._functions = 0  # bit per function id
         self._cpus = 0  # bit per CPU
         self._first = self._last = 0  # indexes of the earliest and latest samples

@@ -25,16 +25,16 @@ MAX_FUNCTION_ARG = 5  # skb positions the function backends read (x86-64: regist
 Progress = Callable[[int, int], None]  # (done, todo)
 
 
-# Functions given a new skb and the one it copies, by argument position: their entry
-# points also hand the copy to a followed journey (skb following).
-COPY_FUNCTIONS = {"skb_copy_header": (1, 2)}
+# Functions given a new skb (their skb argument) and the one it copies: the original's
+# argument position. Their entry points also hand the copy to a followed journey.
+COPY_FUNCTIONS = {"skb_copy_header": 2}
 
 
 def _shape(target: Target) -> str:
     """Entry points differ by where the skb (and a drop reason) sit in the arguments."""
-    copy = COPY_FUNCTIONS.get(target.name)
+    original = COPY_FUNCTIONS.get(target.name)
     return (f"arg{target.skb_pos}" + (f"_reason{target.reason_pos}" if target.reason_pos >= 0 else "")
-            + (f"_copy{copy[0]}of{copy[1]}" if copy else ""))
+            + (f"_copyof{original}" if original else ""))
 
 
 class PerProbeBackend:
@@ -189,9 +189,9 @@ def kprobe_entry_points(shapes: dict[str, Target]) -> str:
     lines = []
     for shape, t in sorted(shapes.items()):
         reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
-        copy = COPY_FUNCTIONS.get(t.name)
-        copied = (f"ipft_copied((void *)PT_REGS_PARM{copy[0]}(ctx), "
-                  f"(void *)PT_REGS_PARM{copy[1]}(ctx));\n  " if copy else "")
+        original = COPY_FUNCTIONS.get(t.name)
+        copied = (f"ipft_copied((void *)PT_REGS_PARM{t.skb_pos}(ctx), "
+                  f"(void *)PT_REGS_PARM{original}(ctx));\n  " if original else "")
         lines.append(f"int ipft_kp_{shape}(struct pt_regs *ctx)\n{{ {copied}return ipft_sample(ctx, "
                      f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), (u32)bpf_get_attach_cookie(ctx), "
                      f"{reason}); }}\n")
@@ -246,9 +246,9 @@ class FentryBackend(FunctionBackend):
             # a typed pointer to the verifier, which refuses the bit operations the
             # compiler may turn `x ? skb : 0` into.
             skb = f"u64 skb = 0; bpf_get_func_arg(ctx, {t.skb_pos - 1}, &skb);\n"
-            copy = COPY_FUNCTIONS.get(t.name)
-            copied = (f"  u64 original = 0; bpf_get_func_arg(ctx, {copy[1] - 1}, &original);\n"
-                      f"  ipft_copied((void *)skb, (void *)original);\n" if copy else "")
+            original = COPY_FUNCTIONS.get(t.name)
+            copied = (f"  u64 original = 0; bpf_get_func_arg(ctx, {original - 1}, &original);\n"
+                      f"  ipft_copied((void *)skb, (void *)original);\n" if original else "")
             lines.append(f"int ipft_fe_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
                          f"  {skb}{copied}  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
                          f"(void *)skb, probe, {reason}); }}\n")
