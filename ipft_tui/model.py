@@ -83,6 +83,14 @@ def packet_id_text(packet_id: int) -> str:
 _timestamp = attrgetter("timestamp")
 
 
+def place_text(meta: Meta) -> str:
+    """A device in its namespace, e.g. 'veth0@4026532281'; '' when unknown."""
+    device = meta.ifname or (f"if{meta.ifindex}" if meta.ifindex else "")
+    if not device:
+        return ""
+    return f"{device}@{meta.netns}" if meta.netns else device
+
+
 def group_by_packet(samples: Iterable[Sample]) -> dict[int, list[Sample]]:
     """Samples per packet id, each list sorted by timestamp; packets in order of first sample."""
     packets: dict[int, list[Sample]] = {}
@@ -147,7 +155,7 @@ class Packet:
 
     __slots__ = ("key", "packet_id", "_interned", "_ts", "_info", "_meta", "_extra",
                  "_functions", "_cpus", "_first", "_last", "freed", "drop_reason", "drop_function",
-                 "meta")
+                 "meta", "_path")
 
     def __init__(self, key: int, packet_id: int, interned: Interned | None = None):
         self.key = key  # unique within a PacketStore; packet ids are recycled
@@ -165,6 +173,7 @@ class Packet:
         self.drop_reason: str | None = None
         self.drop_function: str | None = None  # where it was dropped
         self.meta: Meta | None = None  # the first sample's that had headers: the flow
+        self._path: tuple[int, tuple, tuple] | None = None  # (samples seen, path, places)
 
     def add(self, sample: Sample) -> None:
         interned = self._interned
@@ -243,6 +252,38 @@ class Packet:
     def has_function(self, function: str) -> bool:
         found = self._interned._name_ids.get(function)
         return found is not None and bool(self._functions >> found & 1)
+
+    def metas(self) -> list[Meta]:
+        """The distinct headers/devices seen along the journey."""
+        metas = self._interned.metas
+        return [metas[i] for i in set(self._meta) if i]
+
+    def path(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The functions of the entries in time order with repeats collapsed, and the
+        devices/namespaces crossed in order (see paths.py); cached until a sample comes."""
+        if self._path is not None and self._path[0] == len(self._ts):
+            return self._path[1], self._path[2]
+        ts, info, metas_of = self._ts, self._info, self._meta
+        names, metas = self._interned.names, self._interned.metas
+        functions: list[str] = []
+        places: list[str] = []
+        last_meta = 0
+        for i in sorted(range(len(ts)), key=ts.__getitem__):
+            word = info[i]
+            if not word & _RETURN_BIT:
+                name = names[word & 0xFFFF]
+                if not functions or functions[-1] != name:
+                    functions.append(name)
+            meta_id = metas_of[i]
+            if meta_id and meta_id != last_meta:
+                last_meta = meta_id
+                meta = metas[meta_id]
+                place = place_text(meta)
+                if place and place not in places:
+                    places.append(place)
+        result = (tuple(functions), tuple(places))
+        self._path = (len(ts), *result)
+        return result
 
     @property
     def cpus(self) -> list[int]:
