@@ -110,6 +110,20 @@ def _number(text: str, column: int, duration: bool) -> int:
         raise FilterError(f"not a number: {text!r}", column) from None
 
 
+def _function_match(test: Callable[[object], bool], negate: bool) -> Predicate:
+    """fn: the names matching are found once per name table, then each journey is a
+    bit test (its functions are a bit mask over the same table)."""
+    cache: list = [None, 0]  # (table, its length), the mask of the names matching
+
+    def predicate(packet: Packet) -> bool:
+        bits, names = packet.function_bits()
+        if cache[0] != (id(names), len(names)):
+            cache[1] = sum(1 << i for i, name in enumerate(names) if test(name))
+            cache[0] = (id(names), len(names))
+        return bool(bits & cache[1]) != negate
+    return predicate
+
+
 def _comparison(name: str, op: str, value: str, column: int) -> Predicate:
     getter, several, numeric = FIELDS[name]
     if op in ("~", "!~"):
@@ -130,6 +144,8 @@ def _comparison(name: str, op: str, value: str, column: int) -> Predicate:
             raise FilterError(f"{name} is text: use ==, != or ~", column)
         test = lambda v: v is not None and str(v) == value  # noqa: E731
     negate = op in ("!=", "!~")
+    if name == "fn":
+        return _function_match(test, negate)
     if several:
         if negate:
             return lambda p: not any(test(v) for v in getter(p))

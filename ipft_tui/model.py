@@ -173,7 +173,7 @@ class Packet:
         self.drop_reason: str | None = None
         self.drop_function: str | None = None  # where it was dropped
         self.meta: Meta | None = None  # the first sample's that had headers: the flow
-        self._path: tuple[int, tuple, tuple] | None = None  # (samples seen, path, places)
+        self._path: tuple[int, tuple] | None = None  # (samples then, _summary())
 
     def add(self, sample: Sample) -> None:
         interned = self._interned
@@ -254,20 +254,29 @@ class Packet:
         return found is not None and bool(self._functions >> found & 1)
 
     def metas(self) -> list[Meta]:
-        """The distinct headers/devices seen along the journey."""
-        metas = self._interned.metas
-        return [metas[i] for i in set(self._meta) if i]
+        """The distinct headers/devices seen along the journey, in order."""
+        return self._summary()[2]
+
+    def function_bits(self) -> tuple[int, list[str]]:
+        """A bit per function seen (by index into the returned name table)."""
+        return self._functions, self._interned.names
 
     def path(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The functions of the entries in time order with repeats collapsed, and the
-        devices/namespaces crossed in order (see paths.py); cached until a sample comes."""
+        devices/namespaces crossed in order (see paths.py)."""
+        summary = self._summary()
+        return summary[0], summary[1]
+
+    def _summary(self) -> tuple[tuple[str, ...], tuple[str, ...], list[Meta]]:
+        """path() and metas(), cached until the next sample."""
         if self._path is not None and self._path[0] == len(self._ts):
-            return self._path[1], self._path[2]
+            return self._path[1]
         ts, info, metas_of = self._ts, self._info, self._meta
         names, metas = self._interned.names, self._interned.metas
         functions: list[str] = []
         places: list[str] = []
-        last_meta = 0
+        seen: list[Meta] = []
+        seen_ids: set[int] = set()
         for i in sorted(range(len(ts)), key=ts.__getitem__):
             word = info[i]
             if not word & _RETURN_BIT:
@@ -275,15 +284,16 @@ class Packet:
                 if not functions or functions[-1] != name:
                     functions.append(name)
             meta_id = metas_of[i]
-            if meta_id and meta_id != last_meta:
-                last_meta = meta_id
+            if meta_id and meta_id not in seen_ids:
+                seen_ids.add(meta_id)
                 meta = metas[meta_id]
+                seen.append(meta)
                 place = place_text(meta)
                 if place and place not in places:
                     places.append(place)
-        result = (tuple(functions), tuple(places))
-        self._path = (len(ts), *result)
-        return result
+        summary = (tuple(functions), tuple(places), seen)
+        self._path = (len(ts), summary)
+        return summary
 
     @property
     def cpus(self) -> list[int]:
