@@ -14,6 +14,7 @@ run: setup
 	$(SUDO) $(VENV)/bin/ipft-tui $(or $(ARGS),--demo)
 
 test: setup
+	$(VENV)/bin/ruff check ipft_tui tests scripts
 	$(SUDO) env CI=$(CI) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 check: setup

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from . import __version__
 from .errors import IpftError
-from .settings import (BACKEND_CHOICES, TRACERS, TraceSettings, compile_regex, parse_mark,
-                       parse_mask, parse_positive)
+from .headless import run_check, run_headless, run_list
+from .settings import BACKEND_CHOICES, TRACERS, parse_positive
+from .startup import settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,65 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> TraceSettings:
-    """Validate every user-given value before anything touches the kernel.
-
-    Without -m (and mark_required False), mark is 0: the TUI then asks for it."""
-    if args.mark is None and args.demo:
-        from .demo import DEMO_MARK  # noqa: PLC0415
-        args.mark = hex(DEMO_MARK)
-    if args.mark is None and mark_required:
-        raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
-    compile_regex(args.regex)
-    compile_regex(args.stack_trace)
-    pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
-    if pages & (pages - 1):
-        raise IpftError(f"--ringbuf-pages must be a power of two, got {pages}")
-    return TraceSettings(
-        mark=parse_mark(args.mark) if args.mark is not None else 0,
-        mask=parse_mask(args.mask),
-        regex=args.regex or None,
-        backend=args.backend,
-        tracer=args.tracer,
-        perf_buffer=args.event_buffer == "perf",
-        perf_page_count=parse_positive(args.perf_page_count, "--perf-page-count"),
-        perf_sample_period=parse_positive(args.perf_sample_period, "--perf-sample-period"),
-        perf_wakeup_events=parse_positive(args.perf_wakeup_events, "--perf-wakeup-events"),
-        ringbuf_pages=pages,
-        meta=bool(getattr(args, "output_tuple", False)),
-        track_skb=args.track_skb,
-        stack_regex=args.stack_trace or None,
-    )
-
-
-def extension_from_args(args):
-    """The -s/-e extension, loaded and checked (syntax, API) before any tracing."""
-    if args.script and args.extension:
-        raise IpftError("give either -s (Lua) or -e (C), not both")
-    path = args.script or args.extension
-    if not path:
-        return None
-    from .extensions import load_extension  # noqa: PLC0415
-    if args.script and not path.endswith(".lua"):
-        raise IpftError(f"-s takes a Lua script (.lua): {path}")
-    if args.extension and not path.endswith(".c"):
-        raise IpftError(f"-e takes a C file (.c): {path}")
-    return load_extension(path)
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        raise IpftError("ipft-tui needs root to load BPF programs (try: sudo ipft-tui ...)")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.check:
-            from .headless import run_check  # noqa: PLC0415
             return run_check()
         if args.list:
-            from .headless import run_list  # noqa: PLC0415
             return run_list(args)
         if args.output:
             settings = settings_from_args(args)
@@ -146,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.drops_only and args.output != "aggregate":
                 raise IpftError("--drops-only needs -o aggregate (JSON streams samples before "
                                 "it is known whether the packet will be dropped)")
-            from .headless import run_headless  # noqa: PLC0415
             return run_headless(settings, args, probe_port)
-        from .tui.run import run_tui  # noqa: PLC0415
+        from .tui.run import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
         return run_tui(args)
     except IpftError as exc:
         print(f"ipft-tui: error: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from .settings import TraceSettings, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
 from .tracing.program import RESCUE_PAGES, ProgramSpec, compile_program
+from .tracing.ringbuf import RingBufReader
 
 # probe_flags bits (IPFT_PROBE_* in bpf/ipft.bpf.c)
 PROBE_FREES_SKB, PROBE_FREES_DATA, PROBE_STACK = 1, 2, 4
@@ -225,7 +226,6 @@ class Collector:
                                     lost_cb=self._on_perf_lost,
                                     wakeup_events=self.settings.perf_wakeup_events)
         else:
-            from .tracing.ringbuf import RingBufReader  # noqa: PLC0415
             event_format = self._event.format[len("<I4x"):]
             self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
                                          event_format)

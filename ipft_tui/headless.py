@@ -8,30 +8,20 @@ import sys
 import threading
 
 from .batching import SampleBuffer
-from .cli import extension_from_args, require_root
 from .collector import Collector, Status, choose_backend
+from .demo import DemoTraffic
 from .errors import IpftError
-from .kernel import Kernel
-from .kernel.btf import BTFError
 from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .settings import TraceSettings, select
+from .startup import extension_from_args, kernel_or_error, require_root
 from .tracing import backends
 
 
 def err(text: str) -> None:
     sys.stderr.write(text)
     sys.stderr.flush()
-
-
-def kernel_or_error() -> Kernel:
-    kernel = Kernel()
-    try:
-        kernel.btf  # noqa: B018 - load now, to fail early with a clear message
-    except (BTFError, OSError) as exc:
-        raise IpftError(f"cannot read kernel BTF: {exc}") from None
-    return kernel
 
 
 def run_check() -> int:
@@ -191,7 +181,6 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
             server = ProbeServer(args.probe_server_address, probe_port)
         err("Trace ready!\n")
         if args.demo:
-            from .demo import DemoTraffic  # noqa: PLC0415
             demo = DemoTraffic(settings.mark).__enter__()
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")

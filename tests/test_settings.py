@@ -1,6 +1,7 @@
 import pytest
 
-from ipft_tui.cli import build_parser, settings_from_args
+from ipft_tui.cli import build_parser
+from ipft_tui.startup import settings_from_args
 from ipft_tui.errors import IpftError
 from ipft_tui.settings import compile_regex, parse_mark, parse_mask, parse_u32, select
 

@@ -39,7 +39,7 @@ async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tm
 
             for function in ("net_dev_queue", "net_dev_start_xmit", "kfree_skb", "consume_skb",
                              "icmp_send", "tcp_send_reset"):
-                assert await wait_until(pilot, lambda: seen(function)), function
+                assert await wait_until(pilot, lambda f=function: seen(f)), function
             assert app.query_one(PacketList).row_count == len(app.store.packets)
             assert "probes 30/30" in app.query_one(StatusBar).render().plain
 

@@ -6,6 +6,7 @@ import os
 from functools import cached_property
 
 from . import btf as btfmod
+from .capabilities import Capabilities, detect
 from .layout import drop_reasons, layout_header
 from .targets import (Target, check_skb_mark, load_kernel_btf, skb_functions, skb_tracepoints,
                       tracepoint_returns)
@@ -45,6 +46,5 @@ class Kernel:
         return drop_reasons(self.btf[0])
 
     @cached_property
-    def capabilities(self):
-        from .capabilities import detect  # noqa: PLC0415
+    def capabilities(self) -> Capabilities:
         return detect(self)

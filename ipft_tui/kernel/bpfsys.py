@@ -7,6 +7,7 @@ and for attaching raw tracepoints with a BPF cookie.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import struct
 
@@ -158,7 +159,6 @@ def perf_kprobe_open(function: str, retprobe: bool = False) -> int:
 
 
 def perf_set_bpf(perf_fd: int, prog_fd: int) -> None:
-    import fcntl  # noqa: PLC0415
     try:
         fcntl.ioctl(perf_fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
     except OSError as exc:

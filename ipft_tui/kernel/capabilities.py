@@ -6,6 +6,7 @@ it to one real skb function or tracepoint, then closes everything at once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from . import bpfsys
@@ -35,7 +36,6 @@ def _explain(exc: OSError, what: str) -> str:
         95: "EOPNOTSUPP: not built into this kernel",
         524: "ENOTSUPP: not supported by this kernel",
     }
-    import os  # noqa: PLC0415
     if exc.strerror and exc.strerror != os.strerror(exc.errno or 0):
         return f"{what}: {exc.strerror}"  # our own, more precise message
     return f"{what}: {hints.get(exc.errno, exc.strerror or str(exc))}"

@@ -6,9 +6,10 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from ..batching import SampleBuffer
-from ..cli import extension_from_args, require_root, settings_from_args
+from ..demo import DemoTraffic
 from ..errors import IpftError
 from ..settings import parse_positive
+from ..startup import extension_from_args, kernel_or_error, require_root, settings_from_args
 from .app import IpftApp
 from .sources import LiveSource, ReplaySource
 
@@ -30,14 +31,12 @@ def run_tui(args) -> int:
     if extension is not None:
         settings = replace(settings, module_source=extension.c_source, module_label=extension.path)
         extension.init()
-    from ..headless import kernel_or_error  # noqa: PLC0415
     kernel = kernel_or_error()
     with ExitStack() as stack:
         source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel,
                             extension=extension)
         stack.callback(source.stop)  # detach on every exit path, exceptions included
         if args.demo:
-            from ..demo import DemoTraffic  # noqa: PLC0415
             stack.enter_context(DemoTraffic(settings.mark))
         app = IpftApp(source, buffer, max_packets=max_packets, ask_mark=settings.mark == 0)
         app.run()
