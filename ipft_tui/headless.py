@@ -16,8 +16,12 @@ from .kernel.btf import BTFError
 from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
+from .outputs.stdout import GuardedStdout
 from .settings import TraceSettings, select
 from .tracing import backends
+
+
+FLUSH_GRACE = 2.0  # s the output may take to reach a slow reader once the trace stops
 
 
 def err(text: str) -> None:
@@ -144,10 +148,15 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     if args.verbose:
         dump_options(settings, args)
     settings.set_rlimit = not args.no_set_rlimit
+    stop = threading.Event()
+    if sys.stdout is None:
+        raise IpftError("stdout is closed: nowhere to write the trace")
+    sys.stdout.flush()
+    stdout = GuardedStdout(sys.stdout.fileno(), stop, grace=FLUSH_GRACE)
     if args.output == "json":
-        output = JsonOutput(sys.stdout, with_tuple=args.output_tuple)
+        output = JsonOutput(stdout, with_tuple=args.output_tuple)
     else:
-        output = AggregateOutput(sys.stdout, settings.tracer, progress=err,
+        output = AggregateOutput(stdout, settings.tracer, progress=err,
                                  with_fields=extension is not None,
                                  split_on_free=args.split_on_free, drops_only=args.drops_only)
     decorate = extension.decorate if extension is not None else None
@@ -163,7 +172,6 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     # in the main thread, so the collector keeps draining the kernel's buffer.
     buffer = SampleBuffer()
 
-    stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
@@ -197,7 +205,7 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
         while not stop.wait(0.05):
             consume()
-            if not collector.running:
+            if not collector.running or stdout.error is not None:
                 break
     finally:
         if demo:
@@ -209,10 +217,18 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():
         raise collector.error
+    stop.set()  # from here on, a reader that does not read holds us up for FLUSH_GRACE at most
     consume()
     if isinstance(output, AggregateOutput):
         err("\n")
     output.finish()
+    if stdout.error is not None:
+        err(f"ipft-tui: {stdout.describe_error()}: stopped tracing, probes detached\n")
+        return 1
+    if stdout.unwritten_lines:
+        what = "samples" if isinstance(output, JsonOutput) else "lines of output"
+        err(f"{stdout.unwritten_lines} {what} not written: stdout did not take them within "
+            f"{FLUSH_GRACE:g} s of the stop\n")
     lost = collector.status.lost
     if lost:
         err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")

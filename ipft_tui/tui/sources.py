@@ -14,6 +14,7 @@ from ..collector import Collector, Status
 from ..errors import IpftError
 from ..model import Sample
 from ..outputs.jsonlines import JsonOutput, parse_line
+from ..safefile import create_private
 from ..settings import TraceSettings
 
 
@@ -23,21 +24,40 @@ class LiveSource:
     live = True
 
     def __init__(self, settings: TraceSettings, buffer: SampleBuffer, record_path: str | None = None,
-                 kernel=None, extension=None):
+                 kernel=None, extension=None, overwrite: bool = False):
         self.settings = settings
         self.extension = extension  # decodes samples' extension data into fields
         self.buffer = buffer
         self.kernel = kernel
         # Recordings keep device, namespace and flow fields, so a replay shows them too.
-        self._record = JsonOutput(open(record_path, "w"), with_tuple=True) if record_path else None  # noqa: SIM115
+        self._record = None
+        self.record_path = record_path
+        self.recorded = 0  # samples written to the recording
+        if record_path:
+            stream = create_private(record_path, "--record", overwrite=overwrite)
+            self._record = JsonOutput(stream, with_tuple=True)
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
 
     def _sink(self, batch) -> None:
         if self._record:
-            self._record.write_batches([batch])
+            try:
+                self._record.write_batches([batch])
+                self.recorded += len(batch)
+            except (OSError, ValueError) as exc:  # ENOSPC, EIO...: the trace goes on
+                self._stop_recording(exc)
         self.buffer.put(batch)
+
+    def _stop_recording(self, exc: Exception) -> None:
+        record, self._record = self._record, None
+        try:
+            record.stream.close()
+        except OSError:
+            pass  # what the failed write left in the buffer fails again
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self._notice(f"recording to {self.record_path} stopped: {why} "
+                     f"(about {self.recorded} samples written); tracing goes on")
 
     def _notice(self, text: str) -> None:
         with self._lock:
@@ -149,7 +169,10 @@ class LiveSource:
             self.extension.fini()
             self.extension = None
         if self._record:
-            self._record.stream.close()
+            try:
+                self._record.stream.close()
+            except OSError as exc:
+                self._stop_recording(exc)
             self._record = None
 
 
