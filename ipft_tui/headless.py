@@ -201,6 +201,9 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
         if args.demo:
             from .demo import DemoTraffic  # noqa: PLC0415
             demo = DemoTraffic(settings.mark).__enter__()
+            if demo.removed_leftovers:
+                err(f"Removed namespaces left by demos whose process died: "
+                    f"{', '.join(demo.removed_leftovers)}\n")
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
         while not stop.wait(0.05):

@@ -25,6 +25,9 @@ def create_private(path: str, option: str, overwrite: bool = False, binary: bool
     try:
         fd = os.open(path, flags | os.O_NONBLOCK, 0o600)  # O_NONBLOCK: a FIFO must not hang us
     except FileExistsError:
+        if os.path.islink(path):
+            raise IpftError(f"{option} {path}: is a symbolic link; not following it "
+                            "(give the real path)") from None
         raise IpftError(f"{option} {path}: the file exists; remove it or add --overwrite") from None
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a FIFO nobody reads

@@ -95,7 +95,8 @@ def _run(args, shutdown: Shutdown) -> None:
     if args.replay:
         source = ReplaySource(args.replay, buffer)
         if not source.samples and source.problems:
-            raise IpftError(f"{args.replay}: no valid sample ({len(source.problems)} malformed lines)")
+            raise IpftError(f"{args.replay}: no valid sample ({source.problems.total} malformed "
+                            f"lines; line {source.problems[0][0]}: {source.problems[0][1]})")
         shutdown.app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         shutdown.app.run()
         return
@@ -119,6 +120,9 @@ def _run(args, shutdown: Shutdown) -> None:
             if shutdown.signum is not None:
                 return
             demo.__enter__()
+        if demo.removed_leftovers:
+            source.notice("removed namespaces left by demos whose process died: "
+                          + ", ".join(demo.removed_leftovers))
     shutdown.add(source.stop_collector)
     try:
         app = shutdown.app = IpftApp(source, buffer, max_packets=max_packets,
