@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -72,11 +73,19 @@ def run_list(args) -> int:
         max_pos = 5 if backend in ("kprobe", "kprobe-multi") else 12
         targets = [t for t in kernel.functions if t.skb_pos <= max_pos]
         address = addresses({t.name for t in targets})
-    chosen = select([t.name for t in targets], args.regex)
-    err(f"{'NAME':>64.64}\t{'MOD':>16.16}\t{'ADDR':>18}\tSKB_POSITION\n")
-    for i in chosen:
-        t = targets[i]
-        print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_pos}")
+    try:
+        chosen = select([t.name for t in targets], args.regex)
+        err(f"{'NAME':>64.64}\t{'MOD':>16.16}\t{'ADDR':>18}\tSKB_POSITION\n")
+        for i in chosen:
+            t = targets[i]
+            print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_pos}")
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        err("\nipft-tui: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `ipft-tui -l | head`: nothing attached, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     return 0
 
 

@@ -2,6 +2,7 @@
 error naming the script and the function, everything detached; Ctrl-C is never needed."""
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ def test_endless_dump_ends_the_headless_trace(veth, nothing_left_behind, tmp_pat
                             stdout=subprocess.DEVNULL, stderr=err.open("w"), cwd=REPO)
     try:
         deadline = time.monotonic() + 120
-        import socket
+
         while time.monotonic() < deadline:
             assert proc.poll() is None, err.read_text()
             try:
@@ -58,3 +59,18 @@ def test_endless_dump_ends_the_headless_trace(veth, nothing_left_behind, tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_compile_errors_do_not_echo_included_files(tmp_path, bpf_ready):
+    secret = tmp_path / "secret"
+    secret.write_text("int leaked = ; /* TOP-SECRET-BODY */\n")
+    extension = tmp_path / "include.c"
+    extension.write_text(f'#include "{secret}"\nstruct event {{ u32 len; }};\n'
+                         "int module(void *ctx, struct sk_buff *skb, u8 data[64]) { return 0; }\n")
+    proc = subprocess.run([sys.executable, "-m", "ipft_tui", "-m", "1", "-o", "json",
+                           "-e", str(extension)], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert proc.returncode == 1
+    assert "TOP-SECRET-BODY" not in proc.stderr + proc.stdout
+    assert f"{secret}:1:14: error: expected expression" in proc.stderr  # clang's message stays
+    assert "Traceback" not in proc.stderr
