@@ -85,7 +85,7 @@ def tiny_tmpfs(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "ipft-test", str(mnt)],
                    check=True)
     yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    subprocess.run(["umount", "--lazy", str(mnt)], check=True)  # even if a file is still open
 
 
 def test_full_disk_stops_only_the_recording(nothing_left_behind, tiny_tmpfs):
