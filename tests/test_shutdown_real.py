@@ -96,3 +96,4 @@ def test_closing_the_terminal_always_ends_the_demo_tui(nothing_left_behind, tmux
         assert set(leftover_namespaces()) - before == set(), f"round {round_}"
         assert took < 10
         tui.kill_server()
+        print(f"round {round_}: ended {took:.2f} s after the terminal closed")

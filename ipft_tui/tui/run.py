@@ -20,7 +20,8 @@ from .sources import LiveSource, ReplaySource
 # After SIGHUP/SIGTERM/SIGINT the app gets this long to exit on its own once the
 # probes are detached and the demo removed; then the process ends regardless (a
 # closed terminal can block Textual's writer thread, and with it the driver's stop).
-EXIT_GRACE = 3.0  # s
+EXIT_GRACE = 2.0  # s
+STOP_TIMEOUT = 5.0  # s the collector gets to detach before the demo is removed regardless
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 
@@ -115,15 +116,17 @@ def _run(args, shutdown: Shutdown) -> None:
     if args.demo:
         from ..demo import DemoTraffic  # noqa: PLC0415
         demo = DemoTraffic(settings.mark)
-        shutdown.add(lambda: demo.__exit__(None, None, None))
         with shutdown.lock:  # a signal's cleanup waits for the namespaces to exist
             if shutdown.signum is not None:
                 return
             demo.__enter__()
+            shutdown.add(lambda: demo.__exit__(None, None, None))
         if demo.removed_leftovers:
             source.notice("removed namespaces left by demos whose process died: "
                           + ", ".join(demo.removed_leftovers))
-    shutdown.add(source.stop_collector)
+    # After a signal, a collector still compiling gets a few seconds; then the process
+    # ends anyway, which detaches whatever it attached (nothing is pinned).
+    shutdown.add(lambda: source.stop_collector(timeout=STOP_TIMEOUT))
     try:
         app = shutdown.app = IpftApp(source, buffer, max_packets=max_packets,
                                      ask_mark=settings.mark == 0)

@@ -162,9 +162,9 @@ class LiveSource:
         self.extension = extension
         self.notice(f"extension {extension.path if extension else 'removed'}: tracing")
 
-    def stop_collector(self) -> None:
+    def stop_collector(self, timeout: float = 30) -> None:
         if self._collector is not None:
-            self._collector.stop()
+            self._collector.stop(timeout)
 
     def stop(self) -> None:
         self.stop_collector()
