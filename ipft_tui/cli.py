@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open a JSON-lines trace (ours or ipftrace2's -o json) in the TUI; "
                         "no root or BPF needed")
     p.add_argument("--record", metavar="FILE",
-                   help="TUI: also write every sample to FILE as JSON lines")
+                   help="TUI: also write every sample to FILE as JSON lines (created 0600; "
+                        "an existing FILE is refused unless --overwrite is given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --record replace an existing file")
     p.add_argument("--max-packets", default="10000",
                    help="TUI: packets kept; the oldest are evicted and counted (default 10000)")
     p.add_argument("--output-tuple", action="store_true",

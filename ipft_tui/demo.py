@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 
-from .netlab import VethPair, unique_prefix
+from .netlab import VethPair, remove_orphaned_namespaces, unique_prefix
 
 DEMO_MARK = 0xDEADBEEF
+TAG = "d"  # namespaces ipftd<pid>-...
 CLOSED_UDP_PORT = 7777
 CLOSED_TCP_PORT = 7778
 FIREWALLED_UDP_PORT = 7779
@@ -24,13 +25,15 @@ class DemoTraffic:
     def __init__(self, mark: int = DEMO_MARK, interval: float = 1.0):
         self.mark = mark
         self.interval = interval
-        self.pair = VethPair(unique_prefix("d"))
+        self.pair = VethPair(unique_prefix(TAG))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ipft-demo-traffic", daemon=True)
         self.rounds = 0
         self.error: Exception | None = None
+        self.removed_leftovers: list[str] = []  # of demos whose process died (kill -9)
 
     def __enter__(self) -> DemoTraffic:
+        self.removed_leftovers = remove_orphaned_namespaces(TAG)
         self.pair.create()
         try:
             for proto in ("icmp", "udp", "tcp"):

@@ -21,6 +21,46 @@ from .model import FieldValue, Sample
 API_VERSION = 1
 LUA_FUNCTIONS = ("init", "emit", "dump", "fini")
 
+# Each call into a script (its top level, init, emit, dump, fini) may run this many Lua
+# instructions (a few tenths of a second): a script that never returns must not hold
+# the trace, the TUI or Ctrl-C hostage.
+CALL_BUDGET = 100_000_000
+_HOOK_STEP = 10_000  # instructions between looks at the budget
+_OVER_BUDGET = "ipft-tui: instruction budget exceeded"
+
+# Runs before the script: a count hook that raises once a call's budget is spent
+# (then at every instruction, so a pcall in the script cannot swallow it), set in
+# coroutines the script makes too; the script cannot remove it (no debug.sethook),
+# and `require` finds only Lua files next to the script.
+_GUARD = """
+local sethook, create, resume, pack, unpack = debug.sethook, coroutine.create, coroutine.resume,
+                                              table.pack, table.unpack
+local error, over_budget, step = error, ...
+local used, limit = 0, 0
+local function hook()
+  used = used + step
+  if used > limit then
+    sethook(hook, "", 1)
+    error(over_budget, 0)
+  end
+end
+coroutine.create = function(f)
+  local co = create(f)
+  sethook(co, hook, "", step)
+  return co
+end
+coroutine.wrap = function(f)
+  local co = coroutine.create(f)
+  return function(...)
+    local r = pack(resume(co, ...))
+    if not r[1] then error(r[2], 0) end
+    return unpack(r, 2, r.n)
+  end
+end
+debug.sethook, debug.gethook = nil, nil
+return sethook, hook, function(budget) used, limit = 0, budget end
+"""
+
 
 class Extension:
     """What the tracer needs from any extension."""
@@ -57,6 +97,12 @@ class LuaExtension(Extension):
         except OSError as exc:
             raise IpftError(f"cannot read script {path}: {exc.strerror}") from None
         self._lua = LuaRuntime(encoding=None, unpack_returned_tuples=True)
+        self._sethook, self._hook, self._reset_budget = self._lua.execute(
+            _GUARD, _OVER_BUDGET.encode(), _HOOK_STEP)
+        package = self._lua.globals().package
+        package.path = str(Path(path).resolve().parent / "?.lua").encode()
+        package.cpath = b""  # no C modules: they would run outside any budget
+        self.broken: str | None = None  # set once dump() ran over its budget
         loaded = self._lua.globals().load(source.encode(), f"@{path}".encode())
         if isinstance(loaded, tuple):  # (nil, message): it did not compile
             raise IpftError(f"Lua syntax error: {_text(loaded[1])}")
@@ -80,10 +126,18 @@ class LuaExtension(Extension):
         self.c_source = source_text.decode()
 
     def _call(self, fn, *args, what: str):
+        self._reset_budget(CALL_BUDGET)
+        self._sethook(self._hook, b"", _HOOK_STEP)
         try:
             return fn(*args)
         except self._LuaError as exc:
-            raise IpftError(f"Lua error in {what}: {_text(exc.args[0] if exc.args else exc)}") from None
+            message = _text(exc.args[0] if exc.args else exc)
+            if _OVER_BUDGET in message:
+                raise IpftError(f"{self.path}: {what} did not return within its budget of "
+                                f"{CALL_BUDGET:,} Lua instructions (an endless loop?)") from None
+            raise IpftError(f"Lua error in {what}: {message}") from None
+        finally:
+            self._sethook()  # a C function: runs without tripping the hook
 
     def init(self) -> None:
         self._call(self._lua.globals().init, what="init()")
@@ -92,7 +146,14 @@ class LuaExtension(Extension):
         self._call(self._lua.globals().fini, what="fini()")
 
     def decode(self, data: bytes) -> dict[str, FieldValue]:
-        table = self._call(self._dump, data, what="dump()")
+        if self.broken is not None:
+            return {}  # said once; a dump() that never returns would stall every batch
+        try:
+            table = self._call(self._dump, data, what="dump()")
+        except IpftError as exc:
+            if "within its budget" in str(exc):
+                self.broken = str(exc)
+            raise
         if _lua_type(self._lua, table) != "table":
             raise IpftError(f"{self.path}: dump() must return a table, got {_lua_type(self._lua, table)}")
         fields: dict[str, FieldValue] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -14,9 +15,13 @@ from .errors import IpftError
 from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
+from .outputs.stdout import GuardedStdout
 from .settings import TraceSettings, select
 from .startup import extension_from_args, kernel_or_error, require_root
 from .tracing import backends
+
+
+FLUSH_GRACE = 2.0  # s the output may take to reach a slow reader once the trace stops
 
 
 def err(text: str) -> None:
@@ -58,11 +63,19 @@ def run_list(args) -> int:
         max_pos = 5 if backend in ("kprobe", "kprobe-multi") else 12
         targets = [t for t in kernel.functions if t.skb_pos <= max_pos]
         address = addresses({t.name for t in targets})
-    chosen = select([t.name for t in targets], args.regex)
-    err(f"{'NAME':>64.64}\t{'MOD':>16.16}\t{'ADDR':>18}\tSKB_POSITION\n")
-    for i in chosen:
-        t = targets[i]
-        print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_pos}")
+    try:
+        chosen = select([t.name for t in targets], args.regex)
+        err(f"{'NAME':>64.64}\t{'MOD':>16.16}\t{'ADDR':>18}\tSKB_POSITION\n")
+        for i in chosen:
+            t = targets[i]
+            print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_pos}")
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        err("\nipft-tui: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `ipft-tui -l | head`: nothing attached, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     return 0
 
 
@@ -134,10 +147,15 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     if args.verbose:
         dump_options(settings, args)
     settings.set_rlimit = not args.no_set_rlimit
+    stop = threading.Event()
+    if sys.stdout is None:
+        raise IpftError("stdout is closed: nowhere to write the trace")
+    sys.stdout.flush()
+    stdout = GuardedStdout(sys.stdout.fileno(), stop, grace=FLUSH_GRACE)
     if args.output == "json":
-        output = JsonOutput(sys.stdout, with_tuple=args.output_tuple)
+        output = JsonOutput(stdout, with_tuple=args.output_tuple)
     else:
-        output = AggregateOutput(sys.stdout, settings.tracer, progress=err,
+        output = AggregateOutput(stdout, settings.tracer, progress=err,
                                  with_fields=extension is not None,
                                  split_on_free=args.split_on_free, drops_only=args.drops_only)
     decorate = extension.decorate if extension is not None else None
@@ -153,7 +171,6 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     # in the main thread, so the collector keeps draining the kernel's buffer.
     buffer = SampleBuffer()
 
-    stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
@@ -182,11 +199,14 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
         err("Trace ready!\n")
         if args.demo:
             demo = DemoTraffic(settings.mark).__enter__()
+            if demo.removed_leftovers:
+                err(f"Removed namespaces left by demos whose process died: "
+                    f"{', '.join(demo.removed_leftovers)}\n")
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
         while not stop.wait(0.05):
             consume()
-            if not collector.running:
+            if not collector.running or stdout.error is not None:
                 break
     finally:
         if demo:
@@ -198,10 +218,18 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():
         raise collector.error
+    stop.set()  # from here on, a reader that does not read holds us up for FLUSH_GRACE at most
     consume()
     if isinstance(output, AggregateOutput):
         err("\n")
     output.finish()
+    if stdout.error is not None:
+        err(f"ipft-tui: {stdout.describe_error()}: stopped tracing, probes detached\n")
+        return 1
+    if stdout.unwritten_lines:
+        what = "samples" if isinstance(output, JsonOutput) else "lines of output"
+        err(f"{stdout.unwritten_lines} {what} not written: stdout did not take them within "
+            f"{FLUSH_GRACE:g} s of the stop\n")
     lost = collector.status.lost
     if lost:
         err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")

@@ -7,11 +7,12 @@ Addresses come from TEST-NET-1 (192.0.2.0/24), which never leaves the pair.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 
 from .errors import IpftError
@@ -174,9 +175,47 @@ def _set_mark(mark: int | None) -> str:
     return f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, struct.pack('I', {mark}))"
 
 
+_calls = itertools.count()
+# ipft<tag><owner pid>-<owner start time>-<n>-a|b: who made a namespace is in its name,
+# so a namespace whose owner died (kill -9) can be told from one in use.
+_OWNED_NAME = re.compile(r"^ipft([a-z]+)(\d+)-(\d+)-\d+-[ab]$")
+
+
+def _start_time(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot); None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def unique_prefix(tag: str) -> str:
-    """Short, unique per process and call: veth names are limited to 15 chars."""
-    return f"ipft{tag}{os.getpid() % 10000}{int(time.monotonic() * 1000) % 1000}"
+    """Unique per process and call, naming the owner (pid and start time: pids are
+    reused). Devices take only the first 8 characters: they live inside the pair's
+    own namespaces, so those need not be unique."""
+    pid = os.getpid()
+    return f"ipft{tag}{pid}-{_start_time(pid)}-{next(_calls)}"
+
+
+def orphaned_namespaces(tag: str) -> list[str]:
+    """Namespaces made by unique_prefix(tag) whose owner process is gone."""
+    orphans = []
+    for name in leftover_namespaces(f"ipft{tag}"):
+        m = _OWNED_NAME.match(name)
+        if m and m.group(1) == tag and _start_time(int(m.group(2))) != int(m.group(3)):
+            orphans.append(name)
+    return orphans
+
+
+def remove_orphaned_namespaces(tag: str) -> list[str]:
+    """Delete what orphaned_namespaces(tag) finds (firewall rules go with them)."""
+    removed = []
+    for name in orphaned_namespaces(tag):
+        if subprocess.run(["ip", "netns", "del", name], capture_output=True,
+                          timeout=30).returncode == 0:
+            removed.append(name)
+    return removed
 
 
 def leftover_namespaces(prefix: str = "ipft") -> list[str]:

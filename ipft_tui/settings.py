@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+
+import regex
 
 from .errors import IpftError
 
@@ -84,12 +87,31 @@ def compile_regex(pattern: str | None) -> re.Pattern | None:
         raise IpftError(f"invalid regex {pattern!r}: {exc}") from None
 
 
-def select(names: list[str], pattern: str | None) -> list[int]:
-    """Indexes of the names the regex matches (searching, like ipftrace2's regexec)."""
-    compiled = compile_regex(pattern)
-    if compiled is None:
+MATCH_BUDGET = 2.0  # s to match a regex against every traceable name
+
+
+def select(names: list[str], pattern: str | None, budget: float = MATCH_BUDGET) -> list[int]:
+    """Indexes of the names the regex matches (searching, like ipftrace2's regexec).
+
+    Matching has a time budget: a pattern such as (a|aa)+$ backtracks exponentially,
+    and Python's re can be neither interrupted nor timed out (it holds the GIL), so
+    the `regex` module (re-compatible) matches, with its timeout."""
+    if compile_regex(pattern) is None:
         return list(range(len(names)))
-    chosen = [i for i, name in enumerate(names) if compiled.search(name)]
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as exc:
+        raise IpftError(f"invalid regex {pattern!r}: {exc}") from None
+    deadline = time.monotonic() + budget
+    chosen = []
+    try:
+        for i, name in enumerate(names):
+            if compiled.search(name, timeout=max(deadline - time.monotonic(), 0.001)):
+                chosen.append(i)
+    except TimeoutError:
+        raise IpftError(f"regex {pattern!r} takes too long to match ({budget:g} s for "
+                        f"{len(names)} names): nested repetition such as (a|aa)+ backtracks "
+                        "exponentially") from None
     if not chosen:
         raise IpftError(f"regex {pattern!r} matches none of the {len(names)} traceable targets")
     return chosen

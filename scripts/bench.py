@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import tracemalloc
@@ -174,21 +175,24 @@ def run_bpftrace(workload: Workload) -> dict:
         ",tracepoint:skb:kfree_skb,tracepoint:skb:consume_skb"
     program = (f"{probes} /((struct sk_buff *)args->skbaddr)->mark == {MARK}/ "
                '{ printf("%llx %llu %d %s\\n", args->skbaddr, nsecs, cpu, probe); }')
-    out = Path("/tmp/ipft-bench-bpftrace.out")
-    with out.open("w") as f:
-        proc = subprocess.Popen(["bpftrace", "-e", program], stdout=f, stderr=subprocess.PIPE,
-                                text=True)
-        deadline = time.monotonic() + 60
-        while "Attaching" not in out.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        before = process_cpu(proc.pid)
-        rate = workload.run()
-        time.sleep(0.5)
-        cpu = process_cpu(proc.pid) - before
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-    events = sum(1 for line in out.read_text().splitlines() if line.startswith(("f", "0")))
+    # A private directory: a fixed name in /tmp could be a symlink planted by another user.
+    with tempfile.TemporaryDirectory(prefix="ipft-bench-") as private:
+        out = Path(private) / "bpftrace.out"
+        with out.open("w") as f:
+            proc = subprocess.Popen(["bpftrace", "-e", program], stdout=f,
+                                    stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            while "Attaching" not in out.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            before = process_cpu(proc.pid)
+            rate = workload.run()
+            time.sleep(0.5)
+            cpu = process_cpu(proc.pid) - before
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+        output = out.read_text()
+    events = sum(1 for line in output.splitlines() if line.startswith(("f", "0")))
     lost_lines = [line for line in (proc.stderr.read() if proc.stderr else "").splitlines()
                   if "lost" in line.lower()]
     return {"rate": rate, "events": events, "events_per_s": events / workload.seconds,

@@ -33,34 +33,99 @@ def format_sample(sample: Sample, with_tuple: bool = False) -> str:
 
 
 def parse_line(line: str) -> Sample:
-    """Read one line of ours or ipftrace2's JSON output back into a Sample."""
-    obj = json.loads(line)
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
+    """Read one line of ours or ipftrace2's JSON output back into a Sample.
+
+    Strict about types (a replay file may come from anywhere): any problem is a
+    ValueError saying what is wrong with the line."""
+    obj = _load_object(line)
     try:
-        packet_id = obj.pop("packet_id")
-        packet = int(packet_id, 16) if isinstance(packet_id, str) else int(packet_id)
-        timestamp = int(obj.pop("timestamp"))
-        cpu = int(obj.pop("processor_id"))
-        function = str(obj.pop("function"))
-        is_return = bool(obj.pop("is_return", False))
+        packet = _hex_or_int(obj.pop("packet_id"), "packet_id")
+        timestamp = _uint(obj.pop("timestamp"), "timestamp", 64)
+        cpu = _uint(obj.pop("processor_id"), "processor_id", 32)
+        function = obj.pop("function")
+        if not isinstance(function, str) or not function:
+            raise ValueError("function is not a name")
+        is_return = _bool(obj.pop("is_return", False), "is_return")
         drop_reason = obj.pop("drop_reason", None)
+        if drop_reason is not None and not isinstance(drop_reason, str):
+            raise ValueError("drop_reason is not a string")
         meta = _meta_from(obj) if "ifindex" in obj else None
-        skb = int(obj.pop("skb", "0"), 16)
-        journey_end = bool(obj.pop("journey_end", False)) if skb else None
+        skb = _hex_or_int(obj.pop("skb", "0"), "skb")
+        journey_end = _bool(obj.pop("journey_end", False), "journey_end") if skb else None
         stack = obj.pop("stack", None)
         if stack is not None:
-            if not isinstance(stack, list):
-                raise ValueError("stack is not a list")
-            stack = tuple(str(frame) for frame in stack)
+            if not isinstance(stack, list) or not all(isinstance(f, str) for f in stack):
+                raise ValueError("stack is not a list of strings")
+            stack = tuple(stack)
     except KeyError as exc:
         raise ValueError(f"missing key {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"bad value: {exc}") from None
-    fields = {str(k): v if isinstance(v, (str, int)) else json.dumps(v) for k, v in obj.items()}
-    return Sample(packet, timestamp, cpu, function, is_return, fields or None,
-                  str(drop_reason) if drop_reason is not None else None, meta, None, skb, stack,
-                  journey_end)
+    fields = {str(k): v if isinstance(v, (str, int)) and not isinstance(v, bool)
+              else json.dumps(v) for k, v in obj.items()}
+    return Sample(packet, timestamp, cpu, function, is_return, fields or None, drop_reason,
+                  meta, None, skb, stack, journey_end)
+
+
+MAX_NESTING = 32  # a sample line nests one level (stack); deeper is not ours
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:  # more than 64 bits
+        raise ValueError(f"integer of {len(text)} digits")
+    return int(text)
+
+
+def _load_object(line: str) -> dict:
+    depth = 0
+    brackets = line.count("[") + line.count("{")
+    for char in line if brackets > MAX_NESTING else "":  # before the recursive decoder
+        if char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+        elif char in "]}":
+            depth -= 1
+    try:
+        obj = json.loads(line, parse_constant=_reject_constant, parse_int=_bounded_int)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
+def _uint(value, name: str, bits: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} is not an unsigned {bits}-bit integer: {_short(value)}")
+    return value
+
+
+def _hex_or_int(value, name: str) -> int:
+    """Addresses: "0x..." text (ipftrace2) or a number."""
+    if isinstance(value, str):
+        try:
+            value = int(value, 16)
+        except ValueError:
+            raise ValueError(f"{name} is not a hex address: {_short(value)}") from None
+    return _uint(value, name, 64)
+
+
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} is not true or false: {_short(value)}")
+    return value
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 _META_KEYS = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "saddr", "daddr",
@@ -68,9 +133,13 @@ _META_KEYS = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "sadd
 
 
 def _meta_from(obj: dict) -> Meta:
-    values = [obj.pop(k, 0) for k in _META_KEYS]
-    return Meta(int(values[0]), str(values[1]), *(int(v) for v in values[2:6]),
-                str(values[6]), str(values[7]), *(int(v) for v in values[8:]))
+    text_keys = ("ifname", "saddr", "daddr")
+    values = {k: obj.pop(k, "" if k in text_keys else 0) for k in _META_KEYS}
+    for key in text_keys:
+        if not isinstance(values[key], str):
+            raise ValueError(f"{key} is not a string: {_short(values[key])}")
+    return Meta(*(values[k] if k in text_keys else _uint(values[k], k, 64)
+                  for k in _META_KEYS))
 
 
 class JsonOutput:

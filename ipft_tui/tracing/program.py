@@ -77,7 +77,10 @@ class ProgramSpec:
 
     def cflags(self) -> list[str]:
         flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}",
-                 f"-DIPFT_RESCUE_PAGES={RESCUE_PAGES}"]
+                 f"-DIPFT_RESCUE_PAGES={RESCUE_PAGES}",
+                 # clang's messages only, never the source lines they point at: an
+                 # extension could #include any file root can read.
+                 "-fno-caret-diagnostics"]
         if self.perf_buffer:
             flags.append("-DIPFT_PERF_BUFFER=1")
         if self.meta:

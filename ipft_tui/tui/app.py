@@ -3,9 +3,7 @@ to change the trace without restarting."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import time
 from dataclasses import replace
 
@@ -102,11 +100,6 @@ class IpftApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = self._subtitle()
-        try:  # SIGTERM and SIGHUP (terminal closed) quit like 'q': everything is detached
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                asyncio.get_running_loop().add_signal_handler(sig, self.exit)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
         if self.ask_mark:
             self.push_screen(FilterDialog(0, self.source.settings.mask), self._first_mark)
         else:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..batching import SampleBuffer
@@ -13,17 +18,90 @@ from ..startup import extension_from_args, kernel_or_error, require_root, settin
 from .app import IpftApp
 from .sources import LiveSource, ReplaySource
 
+# After SIGHUP/SIGTERM/SIGINT the app gets this long to exit on its own once the
+# probes are detached and the demo removed; then the process ends regardless (a
+# closed terminal can block Textual's writer thread, and with it the driver's stop).
+EXIT_GRACE = 2.0  # s
+STOP_TIMEOUT = 5.0  # s the collector gets to detach before the demo is removed regardless
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+
+class Shutdown:
+    """Ends the process within seconds of a signal, whatever the terminal does.
+
+    On a signal, a watchdog thread runs the cleanups (stop the collector, remove
+    the demo: nothing there touches the terminal), asks the app to exit, and
+    force-exits if the app has not returned after EXIT_GRACE. Cleanups run once,
+    from the watchdog or from the normal exit path, whichever comes first."""
+
+    def __init__(self) -> None:
+        self._cleanups: list[Callable[[], None]] = []
+        self.lock = threading.Lock()
+        self._cleaned = False
+        self.signum: int | None = None
+        self.app: IpftApp | None = None
+
+    def add(self, cleanup: Callable[[], None]) -> None:
+        self._cleanups.append(cleanup)
+
+    def cleanup(self) -> None:
+        with self.lock:
+            if self._cleaned:
+                return
+            self._cleaned = True
+            for cleanup in reversed(self._cleanups):
+                try:
+                    cleanup()
+                except Exception as exc:  # noqa: BLE001 - the others must still run
+                    print(f"ipft-tui: cleanup failed: {exc}", file=sys.stderr)
+
+    def install(self) -> None:
+        for sig in SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.signum is not None:
+            return  # the watchdog is already on it
+        self.signum = signum
+        threading.Thread(target=self._watchdog, name="ipft-shutdown", daemon=True).start()
+        try:  # a signal handler runs in the main thread: the app's loop, if still running
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self.app is not None:
+            loop.call_soon_threadsafe(self.app.exit)
+
+    def _watchdog(self) -> None:
+        self.cleanup()
+        threading.Event().wait(EXIT_GRACE)
+        os._exit(self.exit_code)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum if self.signum is not None else 0
+
 
 def run_tui(args) -> int:
+    shutdown = Shutdown()
+    shutdown.install()
+    try:
+        _run(args, shutdown)
+    finally:
+        shutdown.cleanup()
+    return shutdown.exit_code
+
+
+def _run(args, shutdown: Shutdown) -> None:
     max_packets = parse_positive(args.max_packets, "--max-packets")
     buffer = SampleBuffer()
     if args.replay:
         source = ReplaySource(args.replay, buffer)
         if not source.samples and source.problems:
-            raise IpftError(f"{args.replay}: no valid sample ({len(source.problems)} malformed lines)")
-        app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
-        app.run()
-        return 0
+            raise IpftError(f"{args.replay}: no valid sample ({source.problems.total} malformed "
+                            f"lines; line {source.problems[0][0]}: {source.problems[0][1]})")
+        shutdown.app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
+        shutdown.app.run()
+        return
     settings = replace(settings_from_args(args, mark_required=False), meta=True,
                        live_switches=True)
     require_root()
@@ -32,14 +110,29 @@ def run_tui(args) -> int:
         settings = replace(settings, module_source=extension.c_source, module_label=extension.path)
         extension.init()
     kernel = kernel_or_error()
-    with ExitStack() as stack:
-        source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel,
-                            extension=extension)
-        stack.callback(source.stop)  # detach on every exit path, exceptions included
-        if args.demo:
-            stack.enter_context(DemoTraffic(settings.mark))
-        app = IpftApp(source, buffer, max_packets=max_packets, ask_mark=settings.mark == 0)
-        app.run()
-        if source.error is not None and app.return_code not in (None, 0):
-            raise source.error
-    return 0
+    source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel,
+                        extension=extension, overwrite=args.overwrite)
+    # Cleanups run in reverse: the collector stops (probes detached) before the demo goes.
+    if args.demo:
+        demo = DemoTraffic(settings.mark)
+        with shutdown.lock:  # a signal's cleanup waits for the namespaces to exist
+            if shutdown.signum is not None:
+                return
+            demo.__enter__()
+            shutdown.add(lambda: demo.__exit__(None, None, None))
+        if demo.removed_leftovers:
+            source.notice("removed namespaces left by demos whose process died: "
+                          + ", ".join(demo.removed_leftovers))
+    # After a signal, a collector still compiling gets a few seconds; then the process
+    # ends anyway, which detaches whatever it attached (nothing is pinned).
+    shutdown.add(lambda: source.stop_collector(timeout=STOP_TIMEOUT))
+    try:
+        app = shutdown.app = IpftApp(source, buffer, max_packets=max_packets,
+                                     ask_mark=settings.mark == 0)
+        if shutdown.signum is None:
+            app.run()
+    finally:
+        shutdown.cleanup()
+        source.stop()  # extension fini, recording closed
+    if source.error is not None and app.return_code not in (None, 0):
+        raise source.error

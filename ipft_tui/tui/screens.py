@@ -61,6 +61,9 @@ class FilterDialog(Dialog):
         self.dismiss((mark, mask))
 
 
+PREVIEW_BUDGET = 0.1  # s of matching per keystroke: a pathological regex must not freeze input
+
+
 class RegexDialog(Dialog):
     """Function regex; returns the pattern ('' for everything). Counts matches as you type."""
 
@@ -85,7 +88,7 @@ class RegexDialog(Dialog):
 
     def _count(self, pattern: str) -> list[int] | None:
         try:
-            chosen = select(self.names, pattern or None)
+            chosen = select(self.names, pattern or None, budget=PREVIEW_BUDGET)
         except IpftError as exc:
             self.query_one("#matches", Static).update("")
             self.show_error(str(exc))

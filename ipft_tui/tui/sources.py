@@ -6,6 +6,8 @@ here sends messages to the UI, so the collector thread never floods it.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from dataclasses import replace
 
@@ -14,6 +16,7 @@ from ..collector import Collector, Status
 from ..errors import IpftError
 from ..model import Sample
 from ..outputs.jsonlines import JsonOutput, parse_line
+from ..safefile import create_private
 from ..settings import TraceSettings
 
 
@@ -23,23 +26,43 @@ class LiveSource:
     live = True
 
     def __init__(self, settings: TraceSettings, buffer: SampleBuffer, record_path: str | None = None,
-                 kernel=None, extension=None):
+                 kernel=None, extension=None, overwrite: bool = False):
         self.settings = settings
         self.extension = extension  # decodes samples' extension data into fields
         self.buffer = buffer
         self.kernel = kernel
         # Recordings keep device, namespace and flow fields, so a replay shows them too.
-        self._record = JsonOutput(open(record_path, "w"), with_tuple=True) if record_path else None  # noqa: SIM115
+        self._record = None
+        self.record_path = record_path
+        self.recorded = 0  # samples written to the recording
+        if record_path:
+            stream = create_private(record_path, "--record", overwrite=overwrite)
+            self._record = JsonOutput(stream, with_tuple=True)
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
 
     def _sink(self, batch) -> None:
         if self._record:
-            self._record.write_batches([batch])
+            try:
+                self._record.write_batches([batch])
+                self.recorded += len(batch)
+            except (OSError, ValueError) as exc:  # ENOSPC, EIO...: the trace goes on
+                self._stop_recording(exc)
         self.buffer.put(batch)
 
-    def _notice(self, text: str) -> None:
+    def _stop_recording(self, exc: Exception) -> None:
+        record, self._record = self._record, None
+        try:
+            record.stream.close()
+        except OSError:
+            pass  # what the failed write left in the buffer fails again
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.notice(f"recording to {self.record_path} stopped: {why} "
+                     f"(about {self.recorded} samples written); tracing goes on")
+
+    def notice(self, text: str) -> None:
+        """A message the TUI shows on its next tick."""
         with self._lock:
             self._notices.append(text)
 
@@ -50,7 +73,7 @@ class LiveSource:
 
     def start(self) -> None:
         self._collector = Collector(self.settings, self._sink, kernel=self.kernel,
-                                    on_notice=self._notice)
+                                    on_notice=self.notice)
         self.kernel = self._collector.kernel
         self._collector.start()
 
@@ -128,7 +151,7 @@ class LiveSource:
                              module_label=extension.path if extension else "extension"))
         error = self.wait_started()
         if error is not None:
-            self._notice(f"{extension.path if extension else 'extension'}: {error}; "
+            self.notice(f"{extension.path if extension else 'extension'}: {error}; "
                          "keeping the previous extension")
             self.restart(previous_settings)
             return
@@ -137,11 +160,11 @@ class LiveSource:
         if extension is not None:
             extension.init()
         self.extension = extension
-        self._notice(f"extension {extension.path if extension else 'removed'}: tracing")
+        self.notice(f"extension {extension.path if extension else 'removed'}: tracing")
 
-    def stop_collector(self) -> None:
+    def stop_collector(self, timeout: float = 30) -> None:
         if self._collector is not None:
-            self._collector.stop()
+            self._collector.stop(timeout)
 
     def stop(self) -> None:
         self.stop_collector()
@@ -149,7 +172,10 @@ class LiveSource:
             self.extension.fini()
             self.extension = None
         if self._record:
-            self._record.stream.close()
+            try:
+                self._record.stream.close()
+            except OSError as exc:
+                self._stop_recording(exc)
             self._record = None
 
 
@@ -165,8 +191,8 @@ class ReplaySource:
         self.settings = settings or TraceSettings(mark=0)
         self.samples, self.problems = load_trace(path)
         self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
-        if len(self.problems) > 20:
-            self._notices.append(f"{path}: {len(self.problems) - 20} more malformed lines")
+        if self.problems.total > 20:
+            self._notices.append(f"{path}: {self.problems.total - 20} more malformed lines")
         tracer = "function_graph" if any(s.is_return for s in self.samples) else "function"
         self.settings = replace(self.settings, tracer=tracer)
         self.status = Status(backend="replay", tracer=tracer, ready=True,
@@ -189,19 +215,66 @@ class ReplaySource:
         pass
 
 
-def load_trace(path: str) -> tuple[list[Sample], list[tuple[int, str]]]:
-    """Samples from a JSON-lines file, and (line number, reason) for each bad line."""
+MAX_LINE = 1 << 20  # bytes: a sample line is a few hundred (a stack, a few thousand)
+MAX_REPORTED = 100  # bad lines kept with their reason; the rest are only counted
+
+
+class BadLines(list):
+    """(line number, reason) of the first MAX_REPORTED bad lines; `total` counts them all."""
+
+    total = 0
+
+    def add(self, number: int, reason: str) -> None:
+        self.total += 1
+        if len(self) < MAX_REPORTED:
+            self.append((number, reason))
+
+
+def load_trace(path: str) -> tuple[list[Sample], BadLines]:
+    """Samples from a JSON-lines file, and (line number, reason) for each bad line.
+
+    Only regular files (a FIFO or a device could block or never end); lines are
+    read in bounded pieces, so memory stays bounded whatever the file holds."""
     samples: list[Sample] = []
-    problems: list[tuple[int, str]] = []
+    problems = BadLines()
     try:
-        with open(path) as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    samples.append(parse_line(line))
-                except ValueError as exc:
-                    problems.append((number, str(exc)))
+        # O_NONBLOCK: opening a FIFO nobody writes to must not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise IpftError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IpftError(f"{path}: not a regular file (replay reads a saved trace; "
+                        "save a stream to a file first)")
+    os.set_blocking(fd, True)
+    with open(fd, "rb") as f:
+        try:
+            for number, raw in enumerate(_bounded_lines(f), 1):
+                if raw is None:
+                    problems.add(number, f"longer than {MAX_LINE >> 20} MiB; skipped")
+                    continue
+                if not raw.strip():
+                    continue
+                try:
+                    samples.append(parse_line(raw.decode("utf-8")))
+                except UnicodeDecodeError:
+                    problems.add(number, "not UTF-8 text")
+                except ValueError as exc:
+                    problems.add(number, str(exc))
+        except OSError as exc:
+            raise IpftError(f"cannot read {path}: {exc.strerror}") from None
     return samples, problems
+
+
+def _bounded_lines(f):
+    """Lines as bytes, or None for a line longer than MAX_LINE (read past, not kept)."""
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) <= MAX_LINE:
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = f.readline(MAX_LINE)
+        yield None

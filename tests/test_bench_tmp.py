@@ -1,0 +1,48 @@
+"""scripts/bench.py runs bpftrace as root: its output goes to a private temp dir, never
+through a fixed /tmp name another user could plant a symlink at."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+FIXED = Path("/tmp/ipft-bench-bpftrace.out")
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts/bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+class Workload:
+    seconds = 1.0
+
+    def run(self):
+        return 123.0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plants at a fixed /tmp path")
+@pytest.mark.skipif(FIXED.exists() or FIXED.is_symlink(), reason="fixed path in use")
+def test_bpftrace_output_is_private(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "bpftrace"  # stands in for bpftrace: prints what it would
+    fake.write_text("#!/bin/sh\necho 'Attaching 7 probes...'\n"
+                    "echo 'ffff0001 1 0 tracepoint:net:net_dev_queue'\n"
+                    "trap 'exit 0' INT\nwhile :; do sleep 0.05; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    FIXED.symlink_to(victim)
+    try:
+        result = load_bench().run_bpftrace(Workload())
+    finally:
+        FIXED.unlink()
+    assert victim.read_text() == "precious\n"
+    assert result["events"] == 1 and result["rate"] == 123.0
