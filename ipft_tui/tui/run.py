@@ -8,14 +8,13 @@ from dataclasses import replace
 from ..batching import SampleBuffer
 from ..demo import DemoTraffic
 from ..errors import IpftError
-from ..settings import parse_positive
-from ..startup import extension_from_args, kernel_or_error, require_root, settings_from_args
+from ..startup import Startup, extension_from_args, kernel_or_error, require_root
 from .app import IpftApp
 from .sources import LiveSource, ReplaySource
 
 
-def run_tui(args) -> int:
-    max_packets = parse_positive(args.max_packets, "--max-packets")
+def run_tui(start: Startup, args) -> int:
+    max_packets = start.max_packets
     buffer = SampleBuffer()
     if args.replay:
         source = ReplaySource(args.replay, buffer)
@@ -24,8 +23,7 @@ def run_tui(args) -> int:
         app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         app.run()
         return 0
-    settings = replace(settings_from_args(args, mark_required=False), meta=True,
-                       live_switches=True)
+    settings = start.settings
     require_root()
     extension = extension_from_args(args)
     if extension is not None:
