@@ -8,8 +8,8 @@ import sys
 from . import __version__
 from .errors import IpftError
 from .headless import run_check, run_headless, run_list
-from .settings import BACKEND_CHOICES, TRACERS, parse_positive
-from .startup import settings_from_args
+from .settings import BACKEND_CHOICES, TRACERS
+from .startup import check_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "an existing FILE is refused unless --overwrite is given)")
     p.add_argument("--overwrite", action="store_true",
                    help="let --record replace an existing file")
-    p.add_argument("--max-packets", default="10000",
+    p.add_argument("--max-packets",
                    help="TUI: packets kept; the oldest are evicted and counted (default 10000)")
     p.add_argument("--output-tuple", action="store_true",
                    help="-o json: add device, namespace and packet header fields (ifname, netns, "
@@ -82,23 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        if args.check:
+        start = check_options(args)
+    except IpftError as exc:
+        parser.error(str(exc))  # exit 2, like argparse's own checks: nothing was touched
+    try:
+        if start.mode == "check":
             return run_check()
-        if args.list:
+        if start.mode == "list":
             return run_list(args)
-        if args.output:
-            settings = settings_from_args(args)
-            probe_port = parse_positive(args.probe_server_port, "--probe-server-port")
-            if probe_port > 65535:
-                raise IpftError(f"--probe-server-port {probe_port} is not a TCP port")
-            if args.drops_only and args.output != "aggregate":
-                raise IpftError("--drops-only needs -o aggregate (JSON streams samples before "
-                                "it is known whether the packet will be dropped)")
-            return run_headless(settings, args, probe_port)
+        if start.mode == "headless":
+            return run_headless(start, args)
         from .tui.run import run_tui  # noqa: PLC0415 - Textual loads only for the TUI
-        return run_tui(args)
+        return run_tui(start, args)
     except IpftError as exc:
         print(f"ipft-tui: error: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 
@@ -16,8 +15,9 @@ from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .outputs.stdout import GuardedStdout
+from .probe_server import ProbeServer
 from .settings import TraceSettings, select
-from .startup import extension_from_args, kernel_or_error, require_root
+from .startup import Startup, extension_from_args, kernel_or_error, require_root
 from .tracing import backends
 
 
@@ -94,56 +94,33 @@ def dump_options(s: TraceSettings, args) -> None:
     err("============ End Options ============\n")
 
 
-class ProbeServer:
-    """Accepts connections and closes them at once: "every probe is attached"."""
-
-    def __init__(self, address: str, port: int):
-        try:
-            self.sock = socket.create_server((address, port), reuse_port=False)
-        except OSError as exc:
-            raise IpftError(f"cannot open the probe server on {address}:{port}: {exc}") from None
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="ipft-probe-server", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                conn.close()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
-
-
 def attach_line(status: Status) -> str:
     return (f"\rAttaching program (total {status.total}, succeeded {status.attached}, "
             f"failed {status.failed}, filtered: {status.filtered})")
 
 
-def run_headless(settings: TraceSettings, args, probe_port: int) -> int:
+def run_headless(start: Startup, args) -> int:
     require_root()
-    extension = extension_from_args(args)
-    kernel = kernel_or_error()
-    if extension is not None:
-        settings.module_source = extension.c_source
-        settings.module_label = extension.path
-        extension.init()
+    settings = start.settings
+    server = ProbeServer(*start.probe_server) if start.probe_server else None
     try:
-        return _trace(settings, args, probe_port, kernel, extension)
-    finally:
+        extension = extension_from_args(args)
+        kernel = kernel_or_error()
         if extension is not None:
-            extension.fini()
+            settings.module_source = extension.c_source
+            settings.module_label = extension.path
+            extension.init()
+        try:
+            return _trace(settings, args, server, kernel, extension)
+        finally:
+            if extension is not None:
+                extension.fini()
+    finally:
+        if server:
+            server.close()
 
 
-def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) -> int:
+def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, extension) -> int:
     if args.verbose:
         dump_options(settings, args)
     settings.set_rlimit = not args.no_set_rlimit
@@ -176,7 +153,6 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
     collector = Collector(settings, buffer.put, kernel=kernel,
                           on_progress=lambda st: err(attach_line(st)), on_notice=notices)
-    server = None
     demo = None
     try:
         collector.start()
@@ -194,9 +170,9 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
             err(f"Backend: {collector.status.backend}\n")
         elif settings.backend == "auto":
             err(f"Backend: {collector.status.backend} (auto)\n")
-        if args.enable_probe_server:
-            server = ProbeServer(args.probe_server_address, probe_port)
         err("Trace ready!\n")
+        if server:
+            server.start()
         if args.demo:
             demo = DemoTraffic(settings.mark).__enter__()
             if demo.removed_leftovers:
@@ -212,8 +188,6 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
         if demo:
             demo.__exit__(None, None, None)
         collector.stop()
-        if server:
-            server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():

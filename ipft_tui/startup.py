@@ -8,7 +8,9 @@ modes (headless.py, tui/run.py) call these, so neither imports the other or cli.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+from dataclasses import dataclass, replace
 
 from .demo import DEMO_MARK
 from .errors import IpftError
@@ -16,6 +18,93 @@ from .extensions import load_extension
 from .kernel import Kernel
 from .kernel.btf import BTFError
 from .settings import TraceSettings, compile_regex, parse_mark, parse_mask, parse_positive
+
+# The kernel's limits, checked here so that a bad value fails before compiling, not in
+# a map or buffer error afterwards.
+RINGBUF_MAX_PAGES = 1 << 19  # a ring buffer's size is a u32 power of two: 2 GiB at most
+# A perf buffer's page list is one kernel allocation of at most 4 MiB (MAX_PAGE_ORDER):
+# 2^18 pointers, i.e. 1 GiB per CPU.
+PERF_MAX_PAGES = 1 << 18
+INT_MAX = (1 << 31) - 1  # bcc takes wakeup_events as a C int
+DEFAULT_MAX_PACKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Startup:
+    """What to run, from checked options. mode: check, list, headless, replay or tui."""
+
+    mode: str
+    settings: TraceSettings | None = None
+    probe_server: tuple[str, int] | None = None  # (address, port) with --enable-probe-server
+    max_packets: int = DEFAULT_MAX_PACKETS
+
+
+def _refuse(args: argparse.Namespace, why: str, **options: str) -> None:
+    """Refuse each given option (its attribute -> its flag) that makes no sense here."""
+    given = [flag for attr, flag in options.items() if getattr(args, attr) not in (None, False)]
+    if given:
+        raise IpftError(f"{', '.join(given)}: {why}")
+
+
+def _power_of_two(value: int, what: str, most: int, unit: str) -> int:
+    if value & (value - 1):
+        raise IpftError(f"{what} must be a power of two, got {value}")
+    if value > most:
+        raise IpftError(f"{what} {value} is more than the kernel allows ({most} {unit})")
+    return value
+
+
+def _probe_server(args: argparse.Namespace) -> tuple[str, int] | None:
+    port = parse_positive(args.probe_server_port, "--probe-server-port")
+    if port > 65535:
+        raise IpftError(f"--probe-server-port {port} is not a TCP port (1-65535)")
+    try:
+        address = str(ipaddress.ip_address(args.probe_server_address.strip()))
+    except ValueError:
+        raise IpftError(f"--probe-server-address {args.probe_server_address!r} is not an IPv4 "
+                        "or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1, ::)") from None
+    return (address, port) if args.enable_probe_server else None
+
+
+def check_options(args: argparse.Namespace) -> Startup:
+    """Every option checked, alone and together, before anything is read from the
+    kernel or compiled: an IpftError here is a usage error."""
+    if args.check:
+        return Startup("check")
+    if args.list:
+        compile_regex(args.regex)
+        return Startup("list")
+    if args.replay:
+        _refuse(args, "--replay shows a recorded trace in the TUI; it traces nothing",
+                output="-o", record="--record", overwrite="--overwrite", demo="--demo",
+                script="-s", extension="-e",
+                enable_probe_server="--enable-probe-server")
+    if args.output:
+        _refuse(args, "TUI only (with -o json, redirect stdout to a file to record)",
+                record="--record", overwrite="--overwrite", replay="--replay",
+                max_packets="--max-packets")
+        if args.output == "json":
+            _refuse(args, "-o aggregate only (JSON streams samples before it is known how "
+                    "the journey ends)", drops_only="--drops-only", split_on_free="--split-on-free")
+        else:
+            _refuse(args, "-o json only", output_tuple="--output-tuple")
+    else:
+        _refuse(args, "headless only (with -o); the TUI shows flows and drops itself",
+                drops_only="--drops-only", split_on_free="--split-on-free",
+                output_tuple="--output-tuple", enable_probe_server="--enable-probe-server")
+    if args.overwrite and not args.record:
+        raise IpftError("--overwrite goes with --record FILE")
+    max_packets = DEFAULT_MAX_PACKETS
+    if args.max_packets is not None:
+        max_packets = parse_positive(args.max_packets, "--max-packets")
+    if args.replay:
+        return Startup("replay", max_packets=max_packets)
+    settings = settings_from_args(args, mark_required=bool(args.output))
+    probe = _probe_server(args)
+    if not args.output:
+        return Startup("tui", replace(settings, meta=True, live_switches=True),
+                       max_packets=max_packets)
+    return Startup("headless", settings, probe_server=probe)
 
 
 def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> TraceSettings:
@@ -29,9 +118,16 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
     compile_regex(args.regex)
     compile_regex(args.stack_trace)
-    pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
-    if pages & (pages - 1):
-        raise IpftError(f"--ringbuf-pages must be a power of two, got {pages}")
+    pages = _power_of_two(parse_positive(args.ringbuf_pages, "--ringbuf-pages"),
+                          "--ringbuf-pages", RINGBUF_MAX_PAGES, "pages, 2 GiB")
+    perf_pages = _power_of_two(parse_positive(args.perf_page_count, "--perf-page-count"),
+                               "--perf-page-count", PERF_MAX_PAGES, "pages per CPU")
+    if parse_positive(args.perf_sample_period, "--perf-sample-period") != 1:
+        raise IpftError("--perf-sample-period: only 1 is supported (bcc's perf buffer "
+                        "delivers every sample)")
+    wakeup = parse_positive(args.perf_wakeup_events, "--perf-wakeup-events")
+    if wakeup > INT_MAX:
+        raise IpftError(f"--perf-wakeup-events {wakeup} is too large (at most {INT_MAX})")
     return TraceSettings(
         mark=parse_mark(mark) if mark is not None else 0,
         mask=parse_mask(args.mask),
@@ -39,9 +135,9 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         backend=args.backend,
         tracer=args.tracer,
         perf_buffer=args.event_buffer == "perf",
-        perf_page_count=parse_positive(args.perf_page_count, "--perf-page-count"),
-        perf_sample_period=parse_positive(args.perf_sample_period, "--perf-sample-period"),
-        perf_wakeup_events=parse_positive(args.perf_wakeup_events, "--perf-wakeup-events"),
+        perf_page_count=perf_pages,
+        perf_sample_period=1,
+        perf_wakeup_events=wakeup,
         ringbuf_pages=pages,
         meta=bool(getattr(args, "output_tuple", False)),
         track_skb=args.track_skb,

@@ -2,12 +2,14 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.conftest import REPO, ipft_bpf_objects_settled
+from tests.conftest import REPO, free_port, ipft_bpf_objects_settled
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +34,7 @@ def run(*args, env=None, user=None, timeout=120):
 ])
 def test_bad_input_is_refused_before_tracing(args, message, bpf_ready):
     proc = run(*args)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert re.search(message, proc.stderr), proc.stderr
     assert proc.stdout == ""
     assert "Attaching" not in proc.stderr
@@ -100,3 +102,57 @@ def test_list_tracepoints(bpf_ready):
     assert set(names) == {"net_dev_queue", "net_dev_start_xmit", "net_dev_xmit"}
     assert all(len(r[0]) == 64 and r[1].strip() == "vmlinux" and r[3] == "0" for r in rows)
     assert all(re.fullmatch(r"0x[0-9a-f]{16}", r[2]) and int(r[2], 16) != 0 for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ringbuf-pages", str(2**40)], "--ringbuf-pages 1099511627776 is more than the kernel allows"),
+    (["--event-buffer", "perf", "--perf-page-count", "3"], "--perf-page-count must be a power of two"),
+    (["--event-buffer", "perf", "--perf-page-count", str(2**40)], "--perf-page-count 1099511627776 is more"),
+    (["--enable-probe-server", "--probe-server-address", "127.0.0.300"],
+     "--probe-server-address '127.0.0.300' is not an IPv4 or IPv6 address"),
+    (["--replay", "tests/data/demo.jsonl"], "-o: --replay shows a recorded trace in the TUI"),
+    (["--record", "/tmp/never-written.jsonl"], "--record: TUI only"),
+])
+def test_options_checked_before_root_or_kernel(args, message, bpf_ready):
+    """Checked before anything else: a user without root gets the usage error (exit 2,
+    like argparse's), so nothing was read from the kernel, compiled or attached."""
+    proc = run("-m", "1", "-o", "json", *args, user="65534")
+    assert proc.returncode == 2, proc.stderr
+    assert "usage: ipft-tui" in proc.stderr and f"ipft-tui: error: {message}" in proc.stderr
+    assert "needs root" not in proc.stderr and proc.stdout == ""
+    assert not os.path.exists("/tmp/never-written.jsonl")
+
+
+def test_probe_server_port_in_use_fails_before_compiling(bpf_ready):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = run("-m", "1", "-o", "json", "-b", "tracepoint", "--enable-probe-server",
+                   "--probe-server-port", str(port), env={"BCC_KERNEL_SOURCE": "/nowhere"})
+    assert proc.returncode == 1
+    assert f"cannot open the probe server on 127.0.0.1 port {port}: Address already in use" \
+        in proc.stderr
+    assert "BCC_KERNEL_SOURCE" not in proc.stderr  # failed before looking for headers
+    assert ipft_bpf_objects_settled() == []
+
+
+def test_probe_server_on_ipv6(bpf_ready, nothing_left_behind, tmp_path):
+    port = free_port()
+    with open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", "-m", "1", "-o", "json",
+                                 "-b", "tracepoint", "-r", "^kfree_skb$", "--enable-probe-server",
+                                 "--probe-server-address", "::1", "--probe-server-port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "err").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "err").read_text()
+            try:
+                socket.create_connection(("::1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)  # polling the port: it opens when tracing is ready
+        assert "Trace ready!" in (tmp_path / "err").read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, (tmp_path / "err").read_text()

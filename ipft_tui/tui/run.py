@@ -13,8 +13,7 @@ from dataclasses import replace
 from ..batching import SampleBuffer
 from ..demo import DemoTraffic
 from ..errors import IpftError
-from ..settings import parse_positive
-from ..startup import extension_from_args, kernel_or_error, require_root, settings_from_args
+from ..startup import Startup, extension_from_args, kernel_or_error, require_root
 from .app import IpftApp
 from .sources import LiveSource, ReplaySource
 
@@ -81,18 +80,18 @@ class Shutdown:
         return 128 + self.signum if self.signum is not None else 0
 
 
-def run_tui(args) -> int:
+def run_tui(start: Startup, args) -> int:
     shutdown = Shutdown()
     shutdown.install()
     try:
-        _run(args, shutdown)
+        _run(start, args, shutdown)
     finally:
         shutdown.cleanup()
     return shutdown.exit_code
 
 
-def _run(args, shutdown: Shutdown) -> None:
-    max_packets = parse_positive(args.max_packets, "--max-packets")
+def _run(start: Startup, args, shutdown: Shutdown) -> None:
+    max_packets = start.max_packets
     buffer = SampleBuffer()
     if args.replay:
         source = ReplaySource(args.replay, buffer)
@@ -102,8 +101,7 @@ def _run(args, shutdown: Shutdown) -> None:
         shutdown.app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         shutdown.app.run()
         return
-    settings = replace(settings_from_args(args, mark_required=False), meta=True,
-                       live_switches=True)
+    settings = start.settings
     require_root()
     extension = extension_from_args(args)
     if extension is not None:
