@@ -505,19 +505,6 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
     return 0;
 }
 
-/* fexit: the skb is still an argument, so the return is reported like an entry. */
-static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
-{
-    u32 zero = 0;
-    struct ipft_config *cfg = config.lookup(&zero);
-    u32 flags = 0;
-    u64 packet_id = cfg ? ipft_journey(cfg, skb, &flags, 0) : 0;
-
-    if (packet_id)
-        ipft_emit(ctx, skb, packet_id, probe_id, 1, 0, 0);
-    return 0;
-}
-
 /* A call whose entry was reported returned: report the return with the same skb. */
 static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
 {
@@ -545,4 +532,12 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
     struct ipft_config *cfg = config.lookup(&zero);
     ipft_emit(ctx, (void *)skb, packet_id, probe_id, 1, 0, cfg && cfg->track ? IPFT_FOLLOWED : 0);
     return 0;
+}
+
+/* fexit: paired with its entry through the call stack too, not by reading the skb
+ * again: by the time a transmit function returns, its skb may be freed, reused or
+ * re-marked, and a return whose entry was not reported must not be (a stray `}`). */
+static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
+{
+    return ipft_sample_return(ctx, probe_id);
 }
