@@ -68,6 +68,7 @@ class LuaExtension(Extension):
         if version != API_VERSION:
             raise IpftError(f"{path}: api_version is {_text(version) if version is not None else 'missing'}; "
                             f"ipft-tui supports api_version = {API_VERSION}")
+        _accept_ipftrace2_names(self._lua)
         missing = [name for name in LUA_FUNCTIONS if _lua_type(self._lua, getattr(g, name)) != "function"]
         if missing:
             raise IpftError(f"{path}: function{'s' if len(missing) > 1 else ''} "
@@ -226,6 +227,16 @@ def _check_not_compiled(path: str, emitted) -> None:
         except UnicodeDecodeError as exc:
             raise IpftError(f"{path}: emit() must return C source text (UTF-8); byte "
                             f"{exc.start} is not text") from None
+
+
+def _accept_ipftrace2_names(lua) -> None:
+    """ipftrace2's current scripts set a global `program` instead of emit() and
+    name dump() `decode`: take them as such."""
+    g = lua.globals()
+    if _lua_type(lua, g.emit) != "function" and _lua_type(lua, g.program) == "string":
+        g.emit = lua.eval("function() return program end")
+    if _lua_type(lua, g.dump) != "function" and _lua_type(lua, g.decode) == "function":
+        g.dump = g.decode
 
 
 def adapt_module_source(source: str) -> str:

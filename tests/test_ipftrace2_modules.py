@@ -126,3 +126,13 @@ def test_init_and_fini_are_optional(tmp_path):
     ext.init()
     ext.fini()
     assert ext.decode(bytes(64)) == {"x": 1}
+
+
+def test_current_ipftrace2_names_program_and_decode(tmp_path):
+    source = "int module(void *c, struct sk_buff *s, u8 d[64]) { return 0; }"
+    text = f'api_version = 1\nprogram = "{source}"\nfunction decode(data) return {{ y = 2 }} end\n'
+    ext = load_extension(script(tmp_path, text))
+    assert source in ext.c_source and ext.decode(bytes(64)) == {"y": 2}
+    elf = 'api_version = 1\nprogram = "\\x7fELF\\x02\\x01\\x01"\nfunction decode(d) return {} end\n'
+    with pytest.raises(IpftError, match="compiled object"):
+        load_extension(script(tmp_path, elf))

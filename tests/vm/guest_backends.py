@@ -309,3 +309,64 @@ def test_parity_a_free_stays_in_its_journey(parity_trace):
                  if all(s.function in FREE_PATH for s in j)]
     RESULTS["free_only_journeys"] = len(only_free)
     assert not only_free, only_free[:3]
+
+
+# --- #20.5: start-up and exit time, the way ipftrace2 was timed ----------------------
+# The command line, every skb function: start -> "Trace ready", SIGINT -> exit.
+# IPFT_VM_SPEED="kprobe-multi:3,kprobe:1" says which backends, how many times.
+
+SPEED = os.environ.get("IPFT_VM_SPEED", "")
+
+
+def _timed_run(backend: str, profile: str | None) -> dict:
+    import signal
+
+    started = time.monotonic()
+    err_path = os.path.join(OUT, f"speed-{backend}.stderr")
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", "-m", hex(MARK), "-b", backend,
+                                 "-o", "json"], stdout=subprocess.DEVNULL, stderr=err)
+    spy = None
+    if profile:
+        spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                                "--pid", str(proc.pid), "--idle", "--threads", "--format", "raw",
+                                "--rate", "20", "-o", profile],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = None
+    while proc.poll() is None and time.monotonic() - started < 900:
+        with open(err_path) as f:
+            if "Trace ready" in f.read():
+                ready = time.monotonic() - started
+                break
+        time.sleep(0.2)
+    assert ready is not None, open(err_path).read()[-2000:]
+    stopping = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(600)
+    exit_s = time.monotonic() - stopping
+    if spy:
+        spy.wait(60)
+    with open(err_path) as f:
+        tail = f.read()[-300:]
+    return {"start_to_ready_s": round(ready, 1), "sigint_to_exit_s": round(exit_s, 1), "rc": rc,
+            "stderr_tail": tail}
+
+
+@pytest.mark.timeout(3000)
+@pytest.mark.skipif(not SPEED, reason="IPFT_VM_SPEED not set")
+def test_parity_speed(kernel):
+    runs = {}
+    for item in SPEED.split(","):
+        backend, _, times = item.partition(":")
+        if backend not in SUPPORTED[KERNEL]:
+            continue
+        for n in range(int(times or 1)):
+            profile = os.path.join(OUT, f"pyspy-{backend}.txt") if n == 0 else None
+            result = _timed_run(backend, profile)
+            runs.setdefault(backend, []).append(result)
+            RESULTS["speed"] = runs
+            assert result["rc"] == 0, result
+            deadline = time.monotonic() + 30
+            while bpf_objects() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert bpf_objects() == []
