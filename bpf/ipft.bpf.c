@@ -117,6 +117,32 @@ BPF_RINGBUF_OUTPUT(rescue, IPFT_RESCUE_PAGES);
 /* Types a C extension's struct event can use to have addresses shown as such. */
 typedef u32 ipft_ipv4_t;
 typedef struct { u8 bytes[16]; } ipft_ipv6_t;
+/* What C modules written for ipftrace2 use of libbpf's headers (ipft_tui/ipftrace2_modules.py
+ * drops those and defines the kernel structs they name at the running kernel's offsets,
+ * so plain reads are right without CO-RE relocations). */
+#ifndef __hidden
+#define __hidden
+#endif
+#define bpf_core_read(dst, size, src) bpf_probe_read_kernel(dst, size, (const void *)(src))
+#define __ipft_read(src, a) ({ typeof((src)->a) __ipft_v; \
+    __builtin_memset(&__ipft_v, 0, sizeof(__ipft_v)); \
+    bpf_probe_read_kernel(&__ipft_v, sizeof(__ipft_v), &(src)->a); __ipft_v; })
+#define __ipft_read1(s, a) __ipft_read(s, a)
+#define __ipft_read2(s, a, b) __ipft_read(__ipft_read(s, a), b)
+#define __ipft_read3(s, a, b, c) __ipft_read(__ipft_read2(s, a, b), c)
+#define __ipft_read4(s, a, b, c, d) __ipft_read(__ipft_read3(s, a, b, c), d)
+#define __ipft_read5(s, a, b, c, d, e) __ipft_read(__ipft_read4(s, a, b, c, d), e)
+#define __ipft_nargs(...) __ipft_nargs_(__VA_ARGS__, 5, 4, 3, 2, 1, 0)
+#define __ipft_nargs_(_1, _2, _3, _4, _5, n, ...) n
+#define __ipft_concat(a, b) __ipft_concat_(a, b)
+#define __ipft_concat_(a, b) a##b
+/* BPF_CORE_READ(skb, dev, ifindex): skb->dev->ifindex, every step read from the kernel */
+#define BPF_CORE_READ(src, ...) \
+    __ipft_concat(__ipft_read, __ipft_nargs(__VA_ARGS__))(src, __VA_ARGS__)
+#define BPF_CORE_READ_INTO(dst, src, ...) ({ *(dst) = BPF_CORE_READ(src, __VA_ARGS__); 0; })
+/* Members of the generated structs are packed: their addresses are read, not dereferenced. */
+#pragma clang diagnostic ignored "-Waddress-of-packed-member"
+
 /* The extension defines it after this file; this declaration makes it static and inlined. */
 static __always_inline int module(void *ctx, struct sk_buff *skb, u8 data[64]);
 #endif
@@ -505,19 +531,6 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
     return 0;
 }
 
-/* fexit: the skb is still an argument, so the return is reported like an entry. */
-static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
-{
-    u32 zero = 0;
-    struct ipft_config *cfg = config.lookup(&zero);
-    u32 flags = 0;
-    u64 packet_id = cfg ? ipft_journey(cfg, skb, &flags, 0) : 0;
-
-    if (packet_id)
-        ipft_emit(ctx, skb, packet_id, probe_id, 1, 0, 0);
-    return 0;
-}
-
 /* A call whose entry was reported returned: report the return with the same skb. */
 static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
 {
@@ -545,4 +558,12 @@ static __always_inline int ipft_sample_return(void *ctx, u32 probe_id)
     struct ipft_config *cfg = config.lookup(&zero);
     ipft_emit(ctx, (void *)skb, packet_id, probe_id, 1, 0, cfg && cfg->track ? IPFT_FOLLOWED : 0);
     return 0;
+}
+
+/* fexit: paired with its entry through the call stack too, not by reading the skb
+ * again: by the time a transmit function returns, its skb may be freed, reused or
+ * re-marked, and a return whose entry was not reported must not be (a stray `}`). */
+static __always_inline int ipft_sample_exit(void *ctx, void *skb, u32 probe_id)
+{
+    return ipft_sample_return(ctx, probe_id);
 }

@@ -10,6 +10,7 @@ member), at offsets from the running kernel's BTF (see kernel/layout.py).
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
@@ -19,7 +20,7 @@ from .errors import IpftError
 from .model import FieldValue, Sample
 
 API_VERSION = 1
-LUA_FUNCTIONS = ("init", "emit", "dump", "fini")
+LUA_FUNCTIONS = ("emit", "dump")  # required; init() and fini() are optional, as in ipftrace2
 
 # Each call into a script (its top level, init, emit, dump, fini) may run this many Lua
 # instructions (a few tenths of a second): a script that never returns must not hold
@@ -113,6 +114,7 @@ class LuaExtension(Extension):
         if version != API_VERSION:
             raise IpftError(f"{path}: api_version is {_text(version) if version is not None else 'missing'}; "
                             f"ipft-tui supports api_version = {API_VERSION}")
+        _accept_ipftrace2_names(self._lua)
         missing = [name for name in LUA_FUNCTIONS if _lua_type(self._lua, getattr(g, name)) != "function"]
         if missing:
             raise IpftError(f"{path}: function{'s' if len(missing) > 1 else ''} "
@@ -120,10 +122,11 @@ class LuaExtension(Extension):
                             f"{', '.join(LUA_FUNCTIONS)})")
         self._dump = g.dump
         source_text = self._call(g.emit, what="emit()")
+        _check_not_compiled(path, source_text)
         if not isinstance(source_text, bytes) or b"module" not in source_text:
             raise IpftError(f"{path}: emit() must return C source text defining "
                             "int module(void *ctx, struct sk_buff *skb, u8 data[64])")
-        self.c_source = source_text.decode()
+        self.c_source = adapt_module_source(source_text.decode())
 
     def _call(self, fn, *args, what: str):
         self._reset_budget(CALL_BUDGET)
@@ -140,10 +143,15 @@ class LuaExtension(Extension):
             self._sethook()  # a C function: runs without tripping the hook
 
     def init(self) -> None:
-        self._call(self._lua.globals().init, what="init()")
+        self._call_optional("init")
 
     def fini(self) -> None:
-        self._call(self._lua.globals().fini, what="fini()")
+        self._call_optional("fini")
+
+    def _call_optional(self, name: str) -> None:
+        function = getattr(self._lua.globals(), name)
+        if function is not None:
+            self._call(function, what=f"{name}()")
 
     def decode(self, data: bytes) -> dict[str, FieldValue]:
         if self.broken is not None:
@@ -211,7 +219,7 @@ class CExtension(Extension):
             raise IpftError(f"{path}: no module() function "
                             "(int module(void *ctx, struct sk_buff *skb, u8 data[64]))")
         self.fields = parse_event_struct(text, path)
-        self.c_source = text
+        self.c_source = adapt_module_source(text)
 
     def decode(self, data: bytes) -> dict[str, FieldValue]:
         out: dict[str, FieldValue] = {}
@@ -264,6 +272,46 @@ def parse_event_struct(text: str, path: str = "extension") -> list[tuple[str, st
     if offset > 64:
         raise IpftError(f"{path}: struct event is {offset} bytes; at most 64 travel with a sample")
     return fields
+
+
+# -- C modules written for ipftrace2 -------------------------------------------------
+
+def _check_not_compiled(path: str, emitted) -> None:
+    """ipftrace2 scripts hand over a compiled BPF object; ipft-tui compiles the source."""
+    if isinstance(emitted, bytes) and (emitted.startswith(b"\x7fELF") or b"\0" in emitted[:4096]):
+        raise IpftError(f"{path}: emit() returned a compiled object (ELF), as ipftrace2's "
+                        "scripts do; ipft-tui compiles the module itself: return its C source "
+                        "text instead, e.g. `return io.open(\"module.bpf.c\"):read(\"a\")`")
+    if isinstance(emitted, bytes):
+        try:
+            emitted.decode()
+        except UnicodeDecodeError as exc:
+            raise IpftError(f"{path}: emit() must return C source text (UTF-8); byte "
+                            f"{exc.start} is not text") from None
+
+
+def _accept_ipftrace2_names(lua) -> None:
+    """ipftrace2's current scripts set a global `program` instead of emit() and
+    name dump() `decode`: take them as such."""
+    g = lua.globals()
+    if _lua_type(lua, g.emit) != "function" and _lua_type(lua, g.program) == "string":
+        g.emit = lua.eval("function() return program end")
+    if _lua_type(lua, g.dump) != "function" and _lua_type(lua, g.decode) == "function":
+        g.dump = g.decode
+
+
+def adapt_module_source(source: str) -> str:
+    """ipftrace2-style modules (libbpf headers, partial CO-RE structs, BPF_CORE_READ)
+    made compilable by bcc with the running kernel's struct layouts."""
+    from .ipftrace2_modules import adapt  # noqa: PLC0415
+    from .kernel import btf as btfmod  # noqa: PLC0415
+
+    try:
+        vmlinux = btfmod.load(os.path.join(os.environ.get("IPFT_BTF_DIR", "/sys/kernel/btf"),
+                                           "vmlinux"))
+    except (OSError, btfmod.BTFError):
+        vmlinux = None  # no BTF: the tracer says so when it starts; kernel structs stay undefined
+    return adapt(source, vmlinux)
 
 
 def load_extension(path: str) -> Extension:

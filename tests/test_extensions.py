@@ -43,9 +43,9 @@ def test_a_good_script(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (GOOD.replace("api_version = 1", "api_version = 2"), "api_version is 2; ipft-tui supports api_version = 1"),
     (GOOD.replace("api_version = 1", ""), "api_version is missing"),
-    (GOOD.replace("function fini() end", ""), "function fini missing"),
-    (GOOD.replace("function init()", "function init_()").replace("function fini() end", ""),
-     "functions init, fini missing"),
+    (GOOD.replace("function dump(data)", "function dump_(data)"), "function dump missing"),
+    (GOOD.replace("function dump(data)", "function dump_(data)").replace("function emit()", "function e()"),
+     "functions emit, dump missing"),
     (GOOD + "\nfunction (", r"Lua syntax error: .*s\.lua:\d+:"),
     (GOOD + "\nerror('boom at load')", r"Lua error in loading the script: .*boom at load"),
     (GOOD.replace('function emit() return "int module', 'function emit() return 42 end --'),

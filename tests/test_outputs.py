@@ -75,6 +75,12 @@ def test_aggregate_function_graph_golden():
         Sample(P1, 5, 0, "tcp_v4_rcv", True),
         Sample(P1, 6, 0, "ip_protocol_deliver_rcu", True),
         Sample(P1, 7, 0, "stray_return", True),  # unbalanced: depth stays at 0
+        Sample(P1, 8, 0, "ip_output"),
+        Sample(P1, 9, 0, "nf_hook_slow"),  # its return was lost: no brace opens
+        Sample(P1, 10, 0, "ip_finish_output"),
+        Sample(P1, 11, 0, "ip_output", True),
+        Sample(P1, 12, 0, "nf_hook_slow"),
+        Sample(P1, 13, 0, "nf_hook_slow", True),
     ]
     lines = aggregate.render(samples, tracer="function_graph").splitlines()
     body = [line.rstrip() for line in lines[3:]]
@@ -85,8 +91,15 @@ def test_aggregate_function_graph_golden():
         "4                    000   tcp_v4_rcv() {",
         "5                    000   }",
         "6                    000 }",
-        "7                    000 }",
+        "7                    000 /* stray_return() returned */",
+        "8                    000 ip_output() {",
+        "9                    000   nf_hook_slow();",
+        "10                   000     ip_finish_output();",
+        "11                   000 }",
+        "12                   000 nf_hook_slow() {",
+        "13                   000 }",
     ]
+    assert sum(line.count("{") for line in body) == sum(line.count("}") for line in body)
     assert all(len(line) == 20 + 1 + 3 + 1 + 64 for line in lines[3:])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .. import drops
 from . import btf as btfmod
 
 BTF_DIR = "/sys/kernel/btf"
@@ -92,6 +93,7 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
             pos, reason = _skb_position(cache, blob.ref(type_id))
             if pos:
                 name = blob.name(type_id)
+                reason = drops.drop_reason_position(name, reason)  # only drops carry one
                 found.setdefault(name, Target(name, pos, blob.label, "function", reason))
     return sorted(found.values())
 
@@ -125,6 +127,7 @@ def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
                 continue
             reason_pos = next((i for i, (_n, t) in enumerate(params) if _is_drop_reason(blob, t)), -1)
             tp = name[len(TRACEPOINT_PREFIX):]
+            reason_pos = drops.drop_reason_position(tp, reason_pos)
             found.setdefault(tp, Target(tp, skb_pos, blob.label, "tracepoint", reason_pos))
     return sorted(found.values())
 
@@ -152,3 +155,17 @@ def check_skb_mark(vmlinux: btfmod.BTF) -> None:
     mark = vmlinux.members(skb).get("mark")
     if mark is None or mark.bit_size or mark.byte_size != 4:
         raise btfmod.BTFError("struct sk_buff has no 32-bit 'mark' member in this kernel's BTF")
+
+
+def reason_carriers(blobs: list[btfmod.BTF]) -> set[str]:
+    """skb functions with an `enum skb_drop_reason` parameter, drop points or not
+    (for checking that drops.py knows every one of this kernel's)."""
+    names = set()
+    for blob in blobs:
+        cache = _SkbTypeCache(blob)
+        for type_id in blob.own_ids():
+            if blob.kind(type_id) == btfmod.FUNC:
+                pos, reason = _skb_position(cache, blob.ref(type_id))
+                if pos and reason >= 0:
+                    names.add(blob.name(type_id))
+    return names

@@ -41,8 +41,10 @@ def function_lines(journey: list[Sample], with_fields: bool) -> list[str]:
 
 def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
     """ipftrace2's graph format, drawn from the call tree: balanced input prints
-    exactly as ipftrace2 does; a sample with no return and nothing inside (a
-    tracepoint, or a lost return) prints as `name();`, as ftrace does."""
+    exactly as ipftrace2 does. Braces only pair a call's entry with its return: an
+    entry whose return was not seen (a tracepoint, a lost return) prints as
+    `name();`, as ftrace does, the calls seen inside it indented below; a return
+    whose entry was not seen prints as `/* name() returned */`."""
     lines = []
 
     def line(sample: Sample, label: str) -> None:
@@ -54,12 +56,12 @@ def function_graph_lines(journey: list[Sample], with_fields: bool) -> list[str]:
     def draw(node: CallNode) -> None:
         indent = " " * (node.depth * 2)
         if node.entry is not None:
-            leaf = node.exit is None and not node.children
-            line(node.entry, f"{indent}{node.function}(){';' if leaf else ' {'}")
+            line(node.entry, f"{indent}{node.function}(){';' if node.exit is None else ' {'}")
         for child in node.children:
             draw(child)
         if node.exit is not None:
-            line(node.exit, f"{indent}}}")
+            line(node.exit, f"{indent}}}" if node.entry is not None
+                 else f"{indent}/* {node.function}() returned */")
 
     for root in build_call_tree(journey):
         draw(root)

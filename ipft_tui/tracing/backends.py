@@ -12,7 +12,9 @@ graph)` to make the attached set exactly `wanted` (with return probes when
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from ..errors import IpftError
 from ..kernel import bpfsys
@@ -23,6 +25,40 @@ TRACK_CALL = 1 << 31  # IPFT_TRACK_CALL in bpf/ipft.bpf.c
 MAX_FUNCTION_ARG = 5  # skb positions the function backends read (x86-64: registers)
 
 Progress = Callable[[int, int], None]  # (done, todo)
+# Attaching and detaching one probe waits in the kernel (kprobe registration, RCU grace
+# periods on release); from several threads those waits overlap. ctypes and os.close
+# release the GIL.
+ATTACH_THREADS = 16
+
+
+def _in_parallel(function: Callable[[int], int], items: Iterable[int]) -> Iterator[tuple[int, int | OSError]]:
+    """(item, function(item) or the OSError it raised), in completion order."""
+    items = list(items)
+    if len(items) <= 1:
+        for item in items:
+            try:
+                yield item, function(item)
+            except OSError as exc:
+                yield item, exc
+        return
+    with ThreadPoolExecutor(min(ATTACH_THREADS, len(items))) as pool:
+        futures = {pool.submit(function, item): item for item in items}
+        for future in as_completed(futures):
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, OSError):
+                raise exc
+            yield futures[future], exc if exc is not None else future.result()
+
+
+def close_all(fds: Iterable[int]) -> None:
+    """Close links/fds together: each release may wait for a grace period."""
+    for _fd, _result in _in_parallel(_close, fds):
+        pass
+
+
+def _close(fd: int) -> int:
+    bpfsys.close(fd)
+    return 0
 
 
 # Functions given a new skb (their skb argument) and the one it copies: the original's
@@ -58,31 +94,29 @@ class PerProbeBackend:
     def sync(self, bpf, wanted: set[int], graph: bool, progress: Progress,
              notice: Callable[[str], None]) -> int:
         """Attach/detach so that exactly `wanted` is attached; returns how many failed."""
-        for probe_id in [p for p in self._returning if p not in wanted or not graph]:
-            bpfsys.close(self._returning.pop(probe_id))
-        for probe_id in [p for p in self._attached if p not in wanted]:
-            bpfsys.close(self._attached.pop(probe_id))
+        close_all([self._returning.pop(p) for p in list(self._returning) if p not in wanted or not graph])
+        close_all([self._attached.pop(p) for p in list(self._attached) if p not in wanted])
         todo = sorted(wanted - self._attached.keys())
         failed = 0
-        for n, probe_id in enumerate(todo, 1):
-            try:
-                self._attached[probe_id] = self._attach(bpf, probe_id)
-            except OSError as exc:
+        for n, (probe_id, result) in enumerate(_in_parallel(lambda p: self._attach(bpf, p), todo), 1):
+            if isinstance(result, OSError):
                 failed += 1
-                notice(f"attach {self.candidates[probe_id].name} failed: {exc}")
+                notice(f"attach {self.candidates[probe_id].name} failed: {result}")
+            else:
+                self._attached[probe_id] = result
             if n % 16 == 0 or n == len(todo):
                 progress(n, len(todo))
         if graph:
-            for probe_id in sorted((self._attached.keys() & self.returns) - self._returning.keys()):
-                try:
-                    self._returning[probe_id] = self._attach_return(bpf, probe_id)
-                except OSError as exc:
-                    notice(f"attach return of {self.candidates[probe_id].name} failed: {exc}")
+            returning = sorted((self._attached.keys() & self.returns) - self._returning.keys())
+            for probe_id, result in _in_parallel(lambda p: self._attach_return(bpf, p), returning):
+                if isinstance(result, OSError):
+                    notice(f"attach return of {self.candidates[probe_id].name} failed: {result}")
+                else:
+                    self._returning[probe_id] = result
         return failed
 
     def close(self) -> None:
-        for fd in [*self._returning.values(), *self._attached.values()]:
-            bpfsys.close(fd)
+        close_all([*self._returning.values(), *self._attached.values()])
         self._returning.clear()
         self._attached.clear()
 
@@ -93,10 +127,14 @@ class PerProbeBackend:
         raise NotImplementedError
 
 
+_LOAD_LOCK = threading.Lock()  # bcc's load_func caches per name: one load per program
+
+
 def _load(bpf, name: str, prog_type: str) -> int:
     from bcc import BPF  # noqa: PLC0415 - bcc only exists where tracing runs
 
-    return bpf.load_func(name.encode(), getattr(BPF, prog_type)).fd
+    with _LOAD_LOCK:
+        return bpf.load_func(name.encode(), getattr(BPF, prog_type)).fd
 
 
 class TracepointBackend(PerProbeBackend):
@@ -338,9 +376,10 @@ class KprobeMultiBackend(FunctionBackend):
         return failed
 
     def _link_all(self, bpf, program: str, ids: list[int], return_probe: bool,
-                  notice: Callable[[str], None]) -> list[int]:
+                  notice: Callable[[str], None], filtered: bool = False) -> list[int]:
         """Link as many of `ids` as the kernel accepts: one function it refuses
-        (notrace, blacklisted) fails a whole link, so halve until it is found."""
+        (notrace, blacklisted) fails a whole link. Functions ftrace cannot trace are
+        left out first (one link instead of many); halve to find any other."""
         try:
             self._link(bpf, program, ids, return_probe)
             return ids
@@ -348,9 +387,17 @@ class KprobeMultiBackend(FunctionBackend):
             if len(ids) == 1:
                 notice(f"kprobe-multi on {self.candidates[ids[0]].name} failed: {exc}")
                 return []
+        traceable = ftrace_functions() if not filtered else frozenset()
+        if traceable:
+            kept = [i for i in ids if self.candidates[i].name in traceable]
+            for i in sorted(set(ids) - set(kept)):
+                notice(f"kprobe-multi on {self.candidates[i].name} refused: not in "
+                       "available_filter_functions")
+            if len(kept) < len(ids):
+                return self._link_all(bpf, program, kept, return_probe, notice, True) if kept else []
         half = len(ids) // 2
-        return (self._link_all(bpf, program, ids[:half], return_probe, notice)
-                + self._link_all(bpf, program, ids[half:], return_probe, notice))
+        return (self._link_all(bpf, program, ids[:half], return_probe, notice, True)
+                + self._link_all(bpf, program, ids[half:], return_probe, notice, True))
 
     def _link(self, bpf, program: str, ids: list[int], return_probe: bool) -> None:
         fd = self._program(bpf, program)
@@ -363,10 +410,30 @@ class KprobeMultiBackend(FunctionBackend):
         self._links.append(link)
 
     def close(self) -> None:
-        for fd in self._links:
-            bpfsys.close(fd)
+        close_all(self._links)
         self._links.clear()
         self._selected.clear()
+
+
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_ftrace_functions: frozenset[str] | None = None
+
+
+def ftrace_functions() -> frozenset[str]:
+    """Functions ftrace can trace (kprobe-multi refuses the others), read once;
+    empty when tracefs is not mounted."""
+    global _ftrace_functions  # noqa: PLW0603 - a read-once cache of a kernel fact
+    if _ftrace_functions is None:
+        names: set[str] = set()
+        for root in TRACEFS:
+            try:
+                with open(f"{root}/available_filter_functions") as f:
+                    names = {line.split(maxsplit=1)[0] for line in f if line.strip()}
+                break
+            except OSError:
+                continue
+        _ftrace_functions = frozenset(names)
+    return _ftrace_functions
 
 
 # Tracepoint plumbing that also takes an skb: probing it only doubles the tracepoints.

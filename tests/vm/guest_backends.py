@@ -195,3 +195,179 @@ def test_function_backend(kernel, backend):
     while bpf_objects() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert bpf_objects() == []
+
+
+# --- #20: side by side with ipftrace2 (drops, function_graph nesting, frees) ---------
+# One ftrace function_graph trace serves the three checks; the collector is stopped
+# before they run (and before the backend tests above start theirs).
+
+PARITY_REGEX = (r"^(__)?(ip_|udp|dev_|netif|icmp|raw_|nf_hook|kfree_skb|sk_skb_reason_drop|"
+                r"consume_skb|skb_release|skb_free_head|kfree_skbmem|tcp_drop)")
+# The end of a free: it belongs to the journey whose packet it frees (#20.2).
+FREE_PATH = frozenset({"skb_release_head_state", "skb_release_data", "skb_release_all",
+                       "skb_free_head", "kfree_skbmem", "__kfree_skb", "consume_skb",
+                       "kfree_skb_reason", "sk_skb_reason_drop", "__kfree_skb_reason",
+                       "__sk_skb_reason_drop", "skb_free_frag"})
+
+
+PARITY_PINGS: list = []  # samples of the ping phase of parity_trace
+
+
+@pytest.fixture(scope="module")
+def parity_trace(kernel):
+    if ONLY and "ftrace" not in ONLY.split(",") and "parity" not in ONLY.split(","):
+        pytest.skip(f"IPFT_VM_BACKENDS={ONLY}")
+    got, notices = [], []
+    collector = Collector(TraceSettings(mark=MARK, backend="ftrace", regex=PARITY_REGEX,
+                                        tracer="function_graph"),
+                          lambda b: got.extend(b.samples()), on_notice=notices.append)
+    collector.start()
+    try:
+        collector.wait_ready(900)
+        with VethPair("ipftpar") as pair:
+            # netfilter in A's output path too, as on ipftrace2's hosts: nf_hook_slow
+            # runs inside ip_output
+            pair.exec(pair.ns_a, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-j", "ACCEPT")
+            pair.mark_incoming(MARK, "-p", "icmp")
+            pair.mark_incoming(MARK, "-p", "udp")
+            pair.ping(count=3, mark=MARK)  # echo requests consumed normally by B
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and sum(
+                    s.function == "icmp_rcv" and not s.is_return for s in list(got)) < 3:
+                time.sleep(0.3)
+            time.sleep(1.0)  # their frees
+            # the ping phase on its own: skb addresses are reused by the datagrams below
+            PARITY_PINGS[:] = list(got)
+            pair.send_udp(7777, count=2, mark=MARK)  # closed port: a real drop
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(
+                    s.drop_reason == "NO_SOCKET" for s in list(got)):
+                time.sleep(0.3)
+            time.sleep(1.0)  # the echo replies' frees
+    finally:
+        collector.stop(timeout=600)
+    with open(os.path.join(OUT, "parity-trace.txt"), "w") as f:  # for a failure
+        print("error:", collector.error, *notices[-10:], sep="\n", file=f)
+        for s in sorted(got, key=lambda s: s.timestamp):
+            print(hex(s.packet_id), s.processor_id, s.function, int(s.is_return), s.drop_reason,
+                  file=f)
+    assert got, "nothing traced"
+    return got
+
+
+def test_parity_only_drop_points_make_drops(kernel, parity_trace):
+    """#20.1: a consumed ping is no drop; the closed port's datagram is one."""
+    from ipft_tui import drops
+    from ipft_tui.kernel.targets import reason_carriers
+    from ipft_tui.model import is_drop
+
+    carriers = reason_carriers(kernel.btf)
+    RESULTS["drop_reason_carriers"] = sorted(carriers)
+    assert drops.unclassified(carriers) == set(), "classify these in ipft_tui/drops.py"
+    pings = PARITY_PINGS
+    assert sum(s.function == "icmp_rcv" and not s.is_return for s in pings) >= 3
+    false_drops = [(s.function, s.drop_reason) for s in pings if is_drop(s)]
+    assert not false_drops, false_drops
+    assert not [s for s in parity_trace if s.function in drops.PASS_THROUGH and s.drop_reason]
+    journeys = group_by_packet(parity_trace).values()
+    udp = [j for j in journeys if any(s.function.startswith("__udp4_lib_rcv") for s in j)]
+    freed = {s.function for s in pings}
+    RESULTS["ping_free_path"] = sorted(freed & FREE_PATH)
+    if KERNEL == "6.12":  # 6.12 hands skb_release_data a reason for consumed packets
+        assert "skb_release_data" in freed, sorted(freed)
+    assert any(is_drop(s) and s.drop_reason == "NO_SOCKET" for j in udp for s in j)
+
+
+def test_parity_graph_nests_like_ipftrace2(parity_trace):
+    """#20.3: ip_output() { nf_hook_slow() { ... } ip_finish_output() ... }, every
+    return paired with its entry, braces balanced."""
+    from ipft_tui.outputs.aggregate import function_graph_lines
+
+    nested = []
+    for journey in group_by_packet(parity_trace).values():
+        nodes = flatten(build_call_tree(journey))
+        unpaired = [(n.function, n.timestamp) for n in nodes if n.entry is None]
+        assert not unpaired, f"returns without their entry: {unpaired[:5]}"
+        body = [line[25:].strip() for line in function_graph_lines(journey, False)]
+        assert not [label for label in body if "returned */" in label], body
+        for node in nodes:
+            inner = {c.function for c in flatten(node.children)}
+            if node.function == "ip_output" and node.exit is not None and "nf_hook_slow" in inner:
+                hook = next(c for c in flatten(node.children) if c.function == "nf_hook_slow")
+                nested.append((hook.exit is not None, "ip_finish_output" in inner))
+    RESULTS["graph_ip_output"] = nested[:4]
+    assert any(hook and finish for hook, finish in nested), nested
+
+
+def test_parity_a_free_stays_in_its_journey(parity_trace):
+    """#20.2 (fixed by helper "tui" in model.py): with split_on_free the end of a free
+    is not a journey of its own."""
+    from ipft_tui.model import PacketStore
+
+    store = PacketStore(max_packets=len(parity_trace) + 1, split_on_free=True)
+    store.add(sorted(parity_trace, key=lambda s: s.timestamp))
+    only_free = [[s.function for s in j if not s.is_return] for j in store.journeys()
+                 if all(s.function in FREE_PATH for s in j)]
+    RESULTS["free_only_journeys"] = len(only_free)
+    assert not only_free, only_free[:3]
+
+
+# --- #20.5: start-up and exit time, the way ipftrace2 was timed ----------------------
+# The command line, every skb function: start -> "Trace ready", SIGINT -> exit.
+# IPFT_VM_SPEED="kprobe-multi:3,kprobe:1" says which backends, how many times.
+
+SPEED = os.environ.get("IPFT_VM_SPEED", "")
+
+
+def _timed_run(backend: str, profile: str | None) -> dict:
+    import signal
+
+    started = time.monotonic()
+    err_path = os.path.join(OUT, f"speed-{backend}.stderr")
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", "-m", hex(MARK), "-b", backend,
+                                 "-o", "json"], stdout=subprocess.DEVNULL, stderr=err)
+    spy = None
+    if profile:
+        spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                                "--pid", str(proc.pid), "--idle", "--threads", "--format", "raw",
+                                "--rate", "20", "-o", profile],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = None
+    while proc.poll() is None and time.monotonic() - started < 900:
+        with open(err_path) as f:
+            if "Trace ready" in f.read():
+                ready = time.monotonic() - started
+                break
+        time.sleep(0.2)
+    assert ready is not None, open(err_path).read()[-2000:]
+    stopping = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(600)
+    exit_s = time.monotonic() - stopping
+    if spy:
+        spy.wait(60)
+    with open(err_path) as f:
+        tail = f.read()[-300:]
+    return {"start_to_ready_s": round(ready, 1), "sigint_to_exit_s": round(exit_s, 1), "rc": rc,
+            "stderr_tail": tail}
+
+
+@pytest.mark.timeout(3000)
+@pytest.mark.skipif(not SPEED, reason="IPFT_VM_SPEED not set")
+def test_parity_speed(kernel):
+    runs = {}
+    for item in SPEED.split(","):
+        backend, _, times = item.partition(":")
+        if backend not in SUPPORTED[KERNEL]:
+            continue
+        for n in range(int(times or 1)):
+            profile = os.path.join(OUT, f"pyspy-{backend}.txt") if n == 0 else None
+            result = _timed_run(backend, profile)
+            runs.setdefault(backend, []).append(result)
+            RESULTS["speed"] = runs
+            assert result["rc"] == 0, result
+            deadline = time.monotonic() + 30
+            while bpf_objects() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert bpf_objects() == []
