@@ -101,7 +101,7 @@ def test_real_sk_buff_definition_places_members_at_their_offsets():
     members = vmlinux.members(vmlinux.find(K.STRUCT, "sk_buff"))
     for name in ("len", "mark", "head", "dev"):
         offset = members[name].offset
-        assert (f"__u8 __ipft_pad" in text and f"[{offset}]; " in text) or offset == 0
+        assert ("__u8 __ipft_pad" in text and f"[{offset}]; " in text) or offset == 0
     assert f"__ipft_size_1[{vmlinux.size_of(vmlinux.find(K.STRUCT, 'sk_buff'))}]" in text
 
 
