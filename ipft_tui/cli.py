@@ -7,15 +7,16 @@ import os
 import sys
 
 from . import __version__
-from .errors import IpftError
-from .settings import (BACKEND_CHOICES, TRACERS, TraceSettings, compile_regex, parse_mark,
-                       parse_mask, parse_positive)
+from .errors import IpftError, UsageError
+from .settings import (BACKEND_CHOICES, FILTER_HINT, TRACERS, TraceSettings, compile_regex,
+                       parse_ifname, parse_mark, parse_mask, parse_netns, parse_positive)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ipft-tui",
-        description="Trace marked packets through the Linux kernel. Without -o: the live TUI.")
+        description="Trace packets through the Linux kernel: those matching a pcap-filter "
+                    "expression and/or a mark. Without -o: the live TUI.")
     p.add_argument("-b", "--backend", default="auto", choices=BACKEND_CHOICES,
                    help="trace backend (default: auto, the best this kernel supports)")
     p.add_argument("-l", "--list", action="store_true",
@@ -75,7 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
+    p.add_argument("--filter-netns", metavar="NETNS",
+                   help="only packets in this network namespace: an inode, a path such as "
+                        "/proc/PID/ns/net, or a name from `ip netns`")
+    p.add_argument("--filter-ifname", metavar="DEV",
+                   help="only packets on the device with this name")
+    p.add_argument("expression", nargs="*",
+                   help="pcap-filter expression, as for tcpdump (e.g. udp and dst port 53): "
+                        "a packet is selected where its headers first match, then followed")
     return p
+
+
+def filter_from_args(args: argparse.Namespace) -> dict:
+    """The packet filters besides the mark, checked (libpcap compiles the expression)."""
+    from .pcapfilter import compile_filter  # noqa: PLC0415
+    expression = " ".join(getattr(args, "expression", None) or []).strip() or None
+    if expression is not None:
+        compile_filter(expression)
+    return {"expression": expression, "netns": parse_netns(getattr(args, "filter_netns", None)),
+            "ifname": parse_ifname(getattr(args, "filter_ifname", None))}
 
 
 def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> TraceSettings:
@@ -85,8 +104,9 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
     if args.mark is None and args.demo:
         from .demo import DEMO_MARK  # noqa: PLC0415
         args.mark = hex(DEMO_MARK)
-    if args.mark is None and mark_required:
-        raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
+    filters = filter_from_args(args)
+    if args.mark is None and mark_required and not any(filters.values()):
+        raise UsageError(f"nothing to trace: {FILTER_HINT}")
     compile_regex(args.regex)
     compile_regex(args.stack_trace)
     pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
@@ -106,6 +126,7 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         meta=bool(getattr(args, "output_tuple", False)),
         track_skb=args.track_skb,
         stack_regex=args.stack_trace or None,
+        **filters,
     )
 
 
@@ -150,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_headless(settings, args, probe_port)
         from .tui.run import run_tui  # noqa: PLC0415
         return run_tui(args)
+    except UsageError as exc:  # bad input (e.g. libpcap refused the expression)
+        print(f"ipft-tui: error: {exc}", file=sys.stderr)
+        return 2
     except IpftError as exc:
         print(f"ipft-tui: error: {exc}", file=sys.stderr)
         return 1
