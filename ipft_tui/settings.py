@@ -49,6 +49,37 @@ class TraceSettings:
         return self.track_skb or bool(self.expression or self.netns or self.ifname)
 
 
+@dataclass(frozen=True)
+class PacketFilters:
+    """Which packets start a journey (the filter dialog's result)."""
+
+    mark: int = 0  # 0: no mark filter
+    mask: int = U32_MAX
+    expression: str | None = None
+    netns: int = 0
+    ifname: str | None = None
+
+    @property
+    def label(self) -> str:
+        return filter_label(self.mark, self.mask, self.expression, self.netns, self.ifname)
+
+
+def parse_filters(expression: str, mark: str, mask: str, netns: str, ifname: str) -> PacketFilters:
+    """The filter dialog's fields, checked; empty fields are no filter. At least one is
+    needed (else every packet would be traced)."""
+    from .pcapfilter import compile_filter  # noqa: PLC0415 - libpcap, loaded on first use
+    expression = expression.strip() or None
+    if expression:
+        compile_filter(expression)
+    filters = PacketFilters(
+        mark=parse_mark(mark) if mark.strip() else 0,
+        mask=parse_mask(mask) if mask.strip() else U32_MAX,
+        expression=expression, netns=parse_netns(netns), ifname=parse_ifname(ifname))
+    if not (filters.mark or filters.expression or filters.netns or filters.ifname):
+        raise UsageError(f"nothing to trace: {FILTER_HINT}")
+    return filters
+
+
 FILTER_HINT = ("give a pcap-filter expression (e.g. `udp and dst port 53`), -m MARK, "
                "--filter-netns or --filter-ifname")
 

@@ -14,7 +14,7 @@ from ..collector import Collector, Status
 from ..errors import IpftError
 from ..model import Sample
 from ..outputs.jsonlines import JsonOutput, parse_line
-from ..settings import TraceSettings
+from ..settings import PacketFilters, TraceSettings
 
 
 class LiveSource:
@@ -85,9 +85,10 @@ class LiveSource:
                 out[name] = ""
         return out
 
-    def set_filter(self, mark: int, mask: int) -> None:
-        self.settings = replace(self.settings, mark=mark, mask=mask)
-        self._collector.set_filter(mark, mask)
+    def set_filter(self, f: PacketFilters) -> None:
+        self._collector.set_filter(f.mark, f.mask, f.expression, f.netns, f.ifname)
+        self.settings = replace(self.settings, mark=f.mark, mask=f.mask,
+                                expression=f.expression, netns=f.netns, ifname=f.ifname)
 
     def set_regex(self, regex: str | None) -> None:
         self.settings = replace(self.settings, regex=regex)

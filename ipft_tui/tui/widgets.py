@@ -195,7 +195,7 @@ def status_text(status: Status, *, rate: float, packets: int, evicted: int, drop
     item("backend", status.backend or "starting")
     item("tracer", status.tracer or "-")
     if live:
-        item("mark", f"0x{status.mark:x}/0x{status.mask:x}")
+        item("filter", status.filter_label)
         item("probes", f"{status.attached}/{status.total}")
         item("ev/s", fmt.count(rate))
     if status.track_skb:
