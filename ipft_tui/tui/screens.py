@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
@@ -39,6 +39,9 @@ class FilterDialog(Dialog):
 
     DEFAULT_CSS = """
     FilterDialog > Vertical { width: 76; }
+    FilterDialog Horizontal { height: auto; }
+    FilterDialog Horizontal > Input { width: 1fr; margin-bottom: 0; }
+    FilterDialog #expression { margin-bottom: 0; }
     """
 
     def __init__(self, current: PacketFilters):
@@ -53,13 +56,15 @@ class FilterDialog(Dialog):
             yield Label("pcap-filter expression (as for tcpdump)")
             yield Input(c.expression or "", placeholder="udp and dst port 53", id="expression")
             yield Label(self._mark_label(c.mark), id="mark-label")
-            yield Input(hex(c.mark) if c.mark else "", placeholder="empty: any mark", id="mark")
-            yield Label("mask")
-            yield Input(hex(c.mask), id="mask")
-            yield Label("network namespace (inode, /proc/PID/ns/net or `ip netns` name)")
-            yield Input(str(c.netns) if c.netns else "", placeholder="empty: any", id="netns")
-            yield Label("device name")
-            yield Input(c.ifname or "", placeholder="empty: any", id="ifname")
+            with Horizontal():
+                yield Input(hex(c.mark) if c.mark else "", placeholder="mark: empty = any",
+                            id="mark")
+                yield Input(hex(c.mask), placeholder="mask", id="mask")
+            yield Label("network namespace (inode, /proc/PID/ns/net, `ip netns` name); device")
+            with Horizontal():
+                yield Input(str(c.netns) if c.netns else "", placeholder="netns: empty = any",
+                            id="netns")
+                yield Input(c.ifname or "", placeholder="device: empty = any", id="ifname")
             yield Static("", id="error", classes="error")
             yield Static("Enter applies at once (a BPF map update), Esc cancels",
                          classes="hint")
@@ -67,8 +72,8 @@ class FilterDialog(Dialog):
     @staticmethod
     def _mark_label(mark: int | None) -> str:
         if not mark:
-            return "mark (decimal or 0x hex)"
-        return f"mark: 0x{mark:x} = {mark} decimal (ping -m takes decimal)"
+            return "mark (decimal or 0x hex); mask"
+        return f"mark 0x{mark:x} = {mark} decimal (ping -m takes decimal); mask"
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "mark":
