@@ -1,0 +1,166 @@
+"""Real kernel, real unmarked packets: pcap-filter expressions, namespace and device
+filters select exactly the intended flows, which are then followed (also through DNAT
+in the receiving namespace) to their end in the other namespace."""
+
+import json
+import os
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ipft_tui.collector import Collector
+from ipft_tui.settings import TraceSettings, parse_netns
+
+pytestmark = pytest.mark.root
+
+A6, B6 = "2001:db8:1::1", "2001:db8:1::2"
+
+
+def add_ipv6(veth) -> None:
+    for ns, dev, addr in ((veth.ns_a, veth.dev_a, A6), (veth.ns_b, veth.dev_b, B6)):
+        veth.exec(ns, "ip", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+
+
+def send(veth, family: str, proto: str, dst: str, port: int, count: int = 2) -> None:
+    """Unmarked datagrams or connection attempts from A (nothing listens in B)."""
+    fam = "socket.AF_INET6" if family == "6" else "socket.AF_INET"
+    kind = "socket.SOCK_DGRAM" if proto == "udp" else "socket.SOCK_STREAM"
+    code = textwrap.dedent(f"""
+        import socket
+        for _ in range({count}):
+            s = socket.socket({fam}, {kind})
+            s.settimeout(1)
+            try:
+                if {kind} == socket.SOCK_DGRAM:
+                    s.sendto(b"x" * 8, ("{dst}", {port}))
+                else:
+                    s.connect(("{dst}", {port}))
+            except OSError:
+                pass
+            s.close()
+    """)
+    veth.exec(veth.ns_a, sys.executable, "-c", code)
+
+
+def journeys(samples: list[dict]) -> list[list[dict]]:
+    """Samples per journey: by packet id, split where a free ended one (recycled ids)."""
+    by_id: dict[str, list[list[dict]]] = {}
+    for s in sorted(samples, key=lambda s: s["timestamp"]):
+        runs = by_id.setdefault(s["packet_id"], [[]])
+        runs[-1].append(s)
+        if s.get("journey_end"):
+            runs.append([])
+    return [j for runs in by_id.values() for j in runs if j]
+
+
+def flow(s: dict) -> tuple:
+    return (s["l4_proto"], s["daddr"], s["dport"])
+
+
+def test_expression_selects_the_intended_flows_and_follows_them(veth, trace_process,
+                                                                nothing_left_behind):
+    add_ipv6(veth)
+    ns_b = os.stat(f"/run/netns/{veth.ns_b}").st_ino
+    tp = trace_process("-o", "json", "--output-tuple",
+                       f"(udp and dst port 7777 and host {veth.b_addr}) or "
+                       f"(ip6 and tcp and dst port 8888) or (icmp6 and dst host {B6})")
+    tp.wait_ready()
+    send(veth, "4", "udp", veth.b_addr, 7777)   # selected
+    send(veth, "4", "udp", veth.b_addr, 7778)   # not: another port
+    send(veth, "4", "tcp", veth.b_addr, 7777)   # not: tcp
+    send(veth, "6", "tcp", B6, 8888)            # selected
+    send(veth, "6", "udp", B6, 8888)            # not: udp
+    veth.ping(count=2)                          # not: ICMP over IPv4
+    veth.exec(veth.ns_a, "ping", "-6", "-c", "2", "-i", "0.05", "-W", "1", B6)  # selected
+    time.sleep(0.3)
+    assert tp.stop() == 0, tp.stderr
+    samples = [json.loads(line) for line in tp.stdout.splitlines()]
+    assert samples, tp.stderr
+    found = journeys(samples)
+    firsts = {flow(j[0]) for j in found}
+    # Only the intended flows start journeys (6: UDP, 17: TCP... by IPPROTO number).
+    assert firsts <= {(17, veth.b_addr, 7777), (6, B6, 8888), (58, B6, 0)}, firsts
+    assert {(17, veth.b_addr, 7777), (6, B6, 8888)} <= firsts, firsts
+    assert any(j[0]["l4_proto"] == 58 for j in found), firsts
+    # No sample of an unselected flow anywhere (nothing joins a journey by mistake).
+    every = {(s["l4_proto"], s["dport"]) for s in samples if s["l4_proto"] in (6, 17)}
+    assert (17, 7778) not in every and (6, 7777) not in every and (17, 8888) not in every
+    # Selected in A, followed into B (the netns changes, nothing is marked) to the drop.
+    udp = [j for j in found if flow(j[0]) == (17, veth.b_addr, 7777)]
+    assert any(s["function"] == "kfree_skb" and s["drop_reason"] == "NO_SOCKET"
+               and s["netns"] == ns_b for j in udp for s in j), udp[:1]
+    tcp6 = [j for j in found if flow(j[0]) == (6, B6, 8888)]
+    assert any(s["function"] == "kfree_skb" and s["netns"] == ns_b for j in tcp6 for s in j)
+    assert "Trace ready!" in tp.stderr
+
+
+def wait_for(predicate, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_live_filter_changes_dnat_netns_and_device(veth, nothing_left_behind):
+    """One collector: the filter changes live (a map update), through DNAT, then by
+    namespace, then by device."""
+    got, notices = [], []
+    settings = TraceSettings(mark=0, expression="udp and dst port 7777", meta=True,
+                             backend="tracepoint")
+    collector = Collector(settings, lambda b: got.extend(b.samples()), on_notice=notices.append)
+    collector.start()
+    try:
+        collector.wait_ready(120)
+        # DNAT in B: the destination port changes from 7777 to 9999 after selection.
+        veth.exec(veth.ns_b, "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "udp",
+                  "--dport", "7777", "-j", "DNAT", "--to-destination", f"{veth.b_addr}:9999")
+        send(veth, "4", "udp", veth.b_addr, 7777)
+        assert wait_for(lambda: any(s.drop_reason == "NO_SOCKET" for s in got)), notices
+        by_journey = {}
+        for s in got:
+            by_journey.setdefault(s.packet_id, []).append(s)
+        natted = [j for j in by_journey.values()
+                  if {s.meta.dport for s in j} >= {7777, 9999}]
+        assert natted, [[(s.function, s.meta.dport) for s in j] for j in by_journey.values()]
+        j = sorted(natted[0], key=lambda s: s.timestamp)
+        assert j[0].meta.dport == 7777 and j[-1].meta.dport == 9999
+        assert any(s.drop_reason == "NO_SOCKET" for s in j)
+
+        # Namespace B only: a journey starts in B, where the packet arrives.
+        ns_b = parse_netns(veth.ns_b)
+        collector.set_filter(0, 0xFFFFFFFF, "udp", ns_b, None)
+        assert wait_for(lambda: collector.status.netns == ns_b)
+        applied_ms = collector.status.filter_applied_ms
+        got.clear()
+        send(veth, "4", "udp", veth.b_addr, 5555)
+        assert wait_for(lambda: any(s.drop_reason == "NO_SOCKET" for s in got))
+        firsts = [min(j, key=lambda s: s.timestamp) for j in _journeys(got)]
+        assert firsts and all(s.meta.netns == ns_b for s in firsts), firsts
+        assert all(s.meta.netns == ns_b or s.meta.netns == 0 for s in got)
+
+        # Device A's veth only: starts where the packet leaves A.
+        collector.set_filter(0, 0xFFFFFFFF, None, 0, veth.dev_a)
+        assert wait_for(lambda: collector.status.ifname == veth.dev_a)
+        got.clear()
+        send(veth, "4", "udp", veth.b_addr, 5556)
+        assert wait_for(lambda: any(s.drop_reason == "NO_SOCKET" for s in got))
+        firsts = [min(j, key=lambda s: s.timestamp) for j in _journeys(got)]
+        assert firsts and all(s.meta.ifname == veth.dev_a for s in firsts), firsts
+        # followed onto B's device after that
+        assert any(s.meta.ifname == veth.dev_b for s in got)
+        assert collector.error is None
+    finally:
+        collector.stop()
+    print(f"live filter change applied in {applied_ms:.2f} ms")
+    assert applied_ms < 1000
+
+
+def _journeys(samples):
+    by_id = {}
+    for s in samples:
+        by_id.setdefault(s.packet_id, []).append(s)
+    return list(by_id.values())
