@@ -322,3 +322,23 @@ async def test_skb_following_and_stack_regex_are_switched_live():
                                    ("track_skb", False)]
         await pilot.press("S", "ctrl+u", "enter")  # empty: stacks off
         assert source.commands[-1] == ("stack_regex", None)
+
+
+async def test_replay_shows_the_filter_the_trace_was_recorded_with(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from ipft_tui.settings import TraceSettings
+    from ipft_tui.tui.sources import settings_line
+    recorded = dc_replace(TraceSettings(mark=0), expression="udp and dst port 53",
+                          ifname="veth0")
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(settings_line(recorded) + "\n" + (DATA / "demo.jsonl").read_text())
+    kept: list[dict] = []
+    samples, problems = load_trace(str(trace), kept)
+    assert problems == [] and len(samples) == len(load_trace(str(DATA / "demo.jsonl"))[0])
+    assert kept[0]["expression"] == "udp and dst port 53"
+    app = replay_app(str(trace))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        bar = app.status_bar.render().plain
+        assert "filter udp and dst port 53 · dev veth0" in bar, bar

@@ -6,6 +6,7 @@ here sends messages to the UI, so the collector thread never floods it.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 
@@ -14,7 +15,7 @@ from ..collector import Collector, Status
 from ..errors import IpftError
 from ..model import Sample
 from ..outputs.jsonlines import JsonOutput, parse_line
-from ..settings import PacketFilters, TraceSettings
+from ..settings import PacketFilters, TraceSettings, filter_label
 
 
 class LiveSource:
@@ -33,11 +34,19 @@ class LiveSource:
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
+        self._record_lock = threading.Lock()  # samples (collector thread) and settings lines
 
     def _sink(self, batch) -> None:
         if self._record:
-            self._record.write_batches([batch])
+            with self._record_lock:
+                self._record.write_batches([batch])
         self.buffer.put(batch)
+
+    def _record_settings(self) -> None:
+        """A line saying what was traced, before the samples it applies to."""
+        if self._record:
+            with self._record_lock:
+                self._record.stream.write(settings_line(self.settings) + "\n")
 
     def _notice(self, text: str) -> None:
         with self._lock:
@@ -49,6 +58,7 @@ class LiveSource:
         return notices
 
     def start(self) -> None:
+        self._record_settings()
         self._collector = Collector(self.settings, self._sink, kernel=self.kernel,
                                     on_notice=self._notice)
         self.kernel = self._collector.kernel
@@ -89,6 +99,7 @@ class LiveSource:
         self._collector.set_filter(f.mark, f.mask, f.expression, f.netns, f.ifname)
         self.settings = replace(self.settings, mark=f.mark, mask=f.mask,
                                 expression=f.expression, netns=f.netns, ifname=f.ifname)
+        self._record_settings()
 
     def set_regex(self, regex: str | None) -> None:
         self.settings = replace(self.settings, regex=regex)
@@ -164,7 +175,8 @@ class ReplaySource:
         self.path = path
         self.buffer = buffer
         self.settings = settings or TraceSettings(mark=0)
-        self.samples, self.problems = load_trace(path)
+        recorded: list[dict] = []
+        self.samples, self.problems = load_trace(path, recorded)
         self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
         if len(self.problems) > 20:
             self._notices.append(f"{path}: {len(self.problems) - 20} more malformed lines")
@@ -172,6 +184,12 @@ class ReplaySource:
         self.settings = replace(self.settings, tracer=tracer)
         self.status = Status(backend="replay", tracer=tracer, ready=True,
                              samples=len(self.samples))
+        if recorded:  # the filter in effect when the trace was recorded (the last change)
+            last = recorded[-1]
+            self.status = replace(self.status, mark=last.get("mark") or 0,
+                                  mask=last.get("mask") or 0xFFFFFFFF,
+                                  expression=last.get("expression"),
+                                  netns=last.get("netns") or 0, ifname=last.get("ifname"))
 
     error = None
     ready = True
@@ -190,14 +208,36 @@ class ReplaySource:
         pass
 
 
-def load_trace(path: str) -> tuple[list[Sample], list[tuple[int, str]]]:
-    """Samples from a JSON-lines file, and (line number, reason) for each bad line."""
+SETTINGS_KEY = "ipft_tui_settings"
+
+
+def settings_line(s: TraceSettings) -> str:
+    """What a recording says about how it was traced (a replay shows it)."""
+    return json.dumps({SETTINGS_KEY: {
+        "filter": filter_label(s.mark, s.mask, s.expression, s.netns, s.ifname),
+        "expression": s.expression, "mark": s.mark, "mask": s.mask, "netns": s.netns,
+        "ifname": s.ifname, "backend": s.backend, "tracer": s.tracer, "regex": s.regex}})
+
+
+def load_trace(path: str, settings: list[dict] | None = None
+               ) -> tuple[list[Sample], list[tuple[int, str]]]:
+    """Samples from a JSON-lines file, and (line number, reason) for each bad line;
+    the recording's settings lines go to `settings` when given."""
     samples: list[Sample] = []
     problems: list[tuple[int, str]] = []
     try:
         with open(path) as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
+                    continue
+                if line.startswith('{"' + SETTINGS_KEY):
+                    try:
+                        recorded = json.loads(line)[SETTINGS_KEY]
+                    except (ValueError, KeyError):
+                        problems.append((number, "bad settings line"))
+                        continue
+                    if settings is not None and isinstance(recorded, dict):
+                        settings.append(recorded)
                     continue
                 try:
                     samples.append(parse_line(line))
