@@ -200,6 +200,7 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
 /* The filters a packet must pass to start a journey: its mark, and (ipft_tui/pcapfilter.py
  * and settings.py) a pcap-filter expression, a network namespace, a device name. */
 
+/* ipft-cbpf-begin: tests/test_pcapfilter_real.py runs this part alone (BPF_PROG_TEST_RUN) */
 /* A classic BPF instruction (struct sock_filter), as libpcap compiles it. */
 struct ipft_cbpf_insn {
     u16 code;
@@ -342,6 +343,8 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
     }
     return 0;
 }
+
+/* ipft-cbpf-end */
 
 /* The expression on the skb's bytes: from its Ethernet header when that is set, else
  * from its IP header; no match before the network header is set. */

@@ -164,3 +164,68 @@ def _journeys(samples):
     for s in samples:
         by_id.setdefault(s.packet_id, []).append(s)
     return list(by_id.values())
+
+
+def test_the_kernel_interpreter_agrees_with_libpcap(bpf_ready, nothing_left_behind):
+    """ipft_cbpf_run() itself, in the kernel (BPF_PROG_TEST_RUN), against libpcap's
+    verdicts on the unit tests' expressions and packets (whole and cut short)."""
+    import ctypes
+    import struct
+
+    import bcc
+
+    from ipft_tui.kernel import bpfsys
+    from ipft_tui.pcapfilter import DLT_EN10MB, DLT_RAW, compile_filter, libpcap_matches
+    from ipft_tui.tracing.program import bpf_dir
+    from tests.test_pcapfilter import EXPRESSIONS, frames
+
+    source = (bpf_dir() / "ipft.bpf.c").read_text()
+    part = source[source.index("/* ipft-cbpf-begin"):source.index("/* ipft-cbpf-end */")]
+    text = part + textwrap.dedent("""
+        struct ipft_test_packet { u32 len; u32 _pad; unsigned char data[512]; };
+        BPF_ARRAY(test_packet, struct ipft_test_packet, 1);
+        int ipft_test_cbpf(void *ctx)
+        {
+            u32 zero = 0;
+            struct ipft_test_packet *p = test_packet.lookup(&zero);
+            struct ipft_cbpf_prog *prog = filter_progs.lookup(&zero);
+            if (!p || !prog)
+                return 7;
+            return ipft_cbpf_run(prog, p->data, p->len > 512 ? 512 : p->len, p->len) != 0;
+        }
+    """)
+    b = bcc.BPF(text=text.encode())
+    try:
+        fd = b.load_func(b"ipft_test_cbpf", bcc.BPF.RAW_TRACEPOINT).fd
+        progs, packets = b[b"filter_progs"], b[b"test_packet"]
+
+        def kernel_verdict(program, data: bytes) -> int:
+            leaf = progs.Leaf()
+            leaf.len = len(program)
+            for i, insn in enumerate(program):
+                leaf.insns[i].code, leaf.insns[i].jt = insn.code, insn.jt
+                leaf.insns[i].jf, leaf.insns[i].k = insn.jf, insn.k
+            progs[ctypes.c_int(0)] = leaf
+            pkt = packets.Leaf()
+            pkt.len = len(data)
+            ctypes.memmove(pkt.data, data, len(data))
+            packets[ctypes.c_int(0)] = pkt
+            attr = ctypes.create_string_buffer(80)  # union bpf_attr, .test
+            struct.pack_into("<I", attr, 0, fd)
+            if bpfsys._libc.syscall(bpfsys.SYS_BPF, 10, attr, 80) < 0:  # BPF_PROG_TEST_RUN
+                raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+            return struct.unpack_from("<I", attr, 4)[0]  # .retval
+
+        checked = 0
+        for expression in EXPRESSIONS:
+            f = compile_filter(expression)
+            for l2, linktype, program in ((True, DLT_EN10MB, f.l2), (False, DLT_RAW, f.l3)):
+                for name, data in frames(l2):
+                    for cut in (len(data), 34, 20):
+                        got = kernel_verdict(program, data[:cut])
+                        expected = libpcap_matches(expression, linktype, data[:cut])
+                        assert got == int(expected), (expression, name, l2, cut, got)
+                        checked += 1
+        assert checked > 1000
+    finally:
+        b.cleanup()
