@@ -16,7 +16,7 @@ from .kernel.btf import BTFError
 from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
-from .settings import TraceSettings, select
+from .settings import TraceSettings, filter_label, select
 from .tracing import backends
 
 
@@ -77,7 +77,9 @@ def run_list(args) -> int:
 
 
 def dump_options(s: TraceSettings, args) -> None:
-    rows = [("mark", f"0x{s.mark:x}"), ("mask", f"0x{s.mask:x}"), ("regex", s.regex),
+    rows = [("mark", f"0x{s.mark:x}"), ("mask", f"0x{s.mask:x}"),
+            ("filter", filter_label(s.mark, s.mask, s.expression, s.netns, s.ifname)),
+            ("regex", s.regex),
             ("script", args.script), ("tracer", s.tracer), ("backend", s.backend),
             ("output_type", args.output),
             ("event_buffer", "perf" if s.perf_buffer else "ringbuf"),

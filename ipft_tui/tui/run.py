@@ -39,7 +39,7 @@ def run_tui(args) -> int:
         if args.demo:
             from ..demo import DemoTraffic  # noqa: PLC0415
             stack.enter_context(DemoTraffic(settings.mark))
-        app = IpftApp(source, buffer, max_packets=max_packets, ask_mark=settings.mark == 0)
+        app = IpftApp(source, buffer, max_packets=max_packets, ask_mark=not settings.has_filter)
         app.run()
         if source.error is not None and app.return_code not in (None, 0):
             raise source.error
