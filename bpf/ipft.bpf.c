@@ -216,6 +216,7 @@ struct ipft_cbpf_prog {
 };
 struct ipft_cbpf_mem {
     u32 m[16];
+    u32 pc;  /* kept here, not in a register: see ipft_cbpf_run */
 };
 /* [0] for packets whose Ethernet header is set, [1] for IP packets without one; [2], [3]
  * the same for IPFT_FILTER_SLOT. A new expression goes to the slot not in use, then the
@@ -253,13 +254,20 @@ static __always_inline int ipft_cbpf_load(const unsigned char *pkt, u32 avail, u
 static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsigned char *pkt,
                                          u32 avail, u32 wirelen)
 {
-    u32 zero = 0, a = 0, x = 0, pc = 0, len = prog->len;
+    u32 zero = 0, a = 0, x = 0, pc, len = prog->len;
     struct ipft_cbpf_mem *mem = cbpf_mem.lookup(&zero);
+    volatile u32 *saved_pc;
 
     if (!mem)
         return 0;
+    saved_pc = &mem->pc;
+    *saved_pc = 0;
 #pragma clang loop unroll(disable)
     for (u32 step = 0; step < IPFT_CBPF_MAX; step++) {
+        /* Read back from the map, pc is an unknown number to the verifier: every step
+         * then looks the same to it and its states prune, where an exactly known pc
+         * (a different one on every path) makes the paths explode. */
+        pc = *saved_pc;
         if (pc >= len || pc >= IPFT_CBPF_MAX)
             return 0;
         u32 at = pc;
@@ -267,6 +275,7 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
         struct ipft_cbpf_insn *in = &prog->insns[at & (IPFT_CBPF_MAX - 1)];
         u32 code = in->code, k = in->k, cls = code & 7, v = 0;
         pc++;
+        *saved_pc = pc;
         if (cls <= 1) {  /* LD, LDX */
             u32 mode = code & 0xe0;
             if (mode == 0x00) {  /* IMM */
@@ -316,7 +325,7 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
             if (op == 0x00) {  /* JA */
                 if (k >= IPFT_CBPF_MAX)
                     return 0;
-                pc += k;
+                *saved_pc = pc + k;
                 continue;
             }
             if (op == 0x10)
@@ -329,7 +338,7 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
                 taken = (a & src) != 0;
             else
                 return 0;
-            pc += taken ? in->jt : in->jf;
+            *saved_pc = pc + (taken ? in->jt : in->jf);
         } else if (cls == 6) {  /* RET */
             return (code & 0x18) == 0x10 ? a : k;
         } else {  /* MISC: TAX, TXA */
@@ -545,19 +554,21 @@ static __always_inline u64 ipft_track(struct ipft_config *cfg, void *skb, u32 *f
             known->head = head;
             tracked_heads.update(&head, &entry.packet_id);
         }
-    } else if (register_new) {
-        u64 *origin = head ? tracked_heads.lookup(&head) : NULL;
+    } else {
+        u64 *origin = (register_new && head) ? tracked_heads.lookup(&head) : NULL;
+        /* Only now (one call site: the verifier walks the filters once per site): the
+         * filters cost more than the lookups. */
+        if (!origin && !ipft_mark_matches(cfg, skb))
+            return 0;
+        if (!register_new)
+            return addr;
         if (origin)
             entry.packet_id = *origin;
-        else if (!ipft_mark_matches(cfg, skb))  /* only now: filters cost more than a lookup */
-            return 0;
         tracked_skbs.update(&addr, &entry);
         if (!origin && head) {
             tracked_heads.update(&head, &addr);
             ipft_buffer_added(addr);
         }
-    } else {
-        return ipft_mark_matches(cfg, skb) ? addr : 0;
     }
     if ((*flags & IPFT_PROBE_FREES_SKB) && ipft_untrack(skb, addr, head, *flags, entry.packet_id))
         *flags |= IPFT_JOURNEY_END;
