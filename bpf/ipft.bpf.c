@@ -216,7 +216,11 @@ struct ipft_cbpf_prog {
 };
 struct ipft_cbpf_mem {
     u32 m[16];
-    u32 pc;  /* kept here, not in a register: see ipft_cbpf_run */
+    /* The machine's registers live here between steps, not in BPF registers: read back
+     * from a map, they are unknown numbers to the verifier, so every step's state looks
+     * the same to it and the paths through an instruction prune, where exactly known
+     * values (different on every path) make the states explode. */
+    u32 pc, a, x;
 };
 /* [0] for packets whose Ethernet header is set, [1] for IP packets without one; [2], [3]
  * the same for IPFT_FILTER_SLOT. A new expression goes to the slot not in use, then the
@@ -254,20 +258,18 @@ static __always_inline int ipft_cbpf_load(const unsigned char *pkt, u32 avail, u
 static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsigned char *pkt,
                                          u32 avail, u32 wirelen)
 {
-    u32 zero = 0, a = 0, x = 0, pc, len = prog->len;
+    u32 zero = 0;
     struct ipft_cbpf_mem *mem = cbpf_mem.lookup(&zero);
-    volatile u32 *saved_pc;
 
     if (!mem)
         return 0;
-    saved_pc = &mem->pc;
-    *saved_pc = 0;
+    volatile u32 *vpc = &mem->pc, *va = &mem->a, *vx = &mem->x;
+    *vpc = 0;
+    *va = 0;
+    *vx = 0;
 #pragma clang loop unroll(disable)
     for (u32 step = 0; step < IPFT_CBPF_MAX; step++) {
-        /* Read back from the map, pc is an unknown number to the verifier: every step
-         * then looks the same to it and its states prune, where an exactly known pc
-         * (a different one on every path) makes the paths explode. */
-        pc = *saved_pc;
+        u32 pc = *vpc, a = *va, x = *vx, len = prog->len;
         if (pc >= len || pc >= IPFT_CBPF_MAX)
             return 0;
         u32 at = pc;
@@ -275,7 +277,6 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
         struct ipft_cbpf_insn *in = &prog->insns[at & (IPFT_CBPF_MAX - 1)];
         u32 code = in->code, k = in->k, cls = code & 7, v = 0;
         pc++;
-        *saved_pc = pc;
         if (cls <= 1) {  /* LD, LDX */
             u32 mode = code & 0xe0;
             if (mode == 0x00) {  /* IMM */
@@ -297,9 +298,9 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
                 return 0;
             }
             if (cls == 0)
-                a = v;
+                *va = v;
             else
-                x = v;
+                *vx = v;
         } else if (cls == 2) {  /* ST */
             mem->m[k & 15] = a;
         } else if (cls == 3) {  /* STX */
@@ -320,35 +321,36 @@ static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsi
             case 0xa0: a ^= src; break;
             default: return 0;
             }
+            *va = a;
         } else if (cls == 5) {  /* JMP */
-            u32 op = code & 0xf0, src = (code & 0x08) ? x : k, taken;
+            u32 op = code & 0xf0, src = (code & 0x08) ? x : k;
+            u8 jt = in->jt, jf = in->jf;
             if (op == 0x00) {  /* JA */
                 if (k >= IPFT_CBPF_MAX)
                     return 0;
-                *saved_pc = pc + k;
-                continue;
-            }
-            if (op == 0x10)
-                taken = a == src;
-            else if (op == 0x20)
-                taken = a > src;
-            else if (op == 0x30)
-                taken = a >= src;
-            else if (op == 0x40)
-                taken = (a & src) != 0;
-            else
+                pc += k;
+            } else if (op == 0x10) {
+                pc += a == src ? jt : jf;
+            } else if (op == 0x20) {
+                pc += a > src ? jt : jf;
+            } else if (op == 0x30) {
+                pc += a >= src ? jt : jf;
+            } else if (op == 0x40) {
+                pc += (a & src) ? jt : jf;
+            } else {
                 return 0;
-            *saved_pc = pc + (taken ? in->jt : in->jf);
+            }
         } else if (cls == 6) {  /* RET */
             return (code & 0x18) == 0x10 ? a : k;
         } else {  /* MISC: TAX, TXA */
             if ((code & 0xf8) == 0x00)
-                x = a;
+                *vx = a;
             else if ((code & 0xf8) == 0x80)
-                a = x;
+                *va = x;
             else
                 return 0;
         }
+        *vpc = pc;
     }
     return 0;
 }

@@ -175,14 +175,16 @@ def test_the_kernel_interpreter_agrees_with_libpcap(bpf_ready, nothing_left_behi
     import bcc
 
     from ipft_tui.kernel import bpfsys
+    from ipft_tui.kernel.headers import find_headers
     from ipft_tui.pcapfilter import DLT_EN10MB, DLT_RAW, compile_filter, libpcap_matches
     from ipft_tui.tracing.program import bpf_dir
     from tests.test_pcapfilter import EXPRESSIONS, frames
 
+    find_headers().apply()
     source = (bpf_dir() / "ipft.bpf.c").read_text()
     part = source[source.index("/* ipft-cbpf-begin"):source.index("/* ipft-cbpf-end */")]
     text = part + textwrap.dedent("""
-        struct ipft_test_packet { u32 len; u32 _pad; unsigned char data[512]; };
+        struct ipft_test_packet { u64 addr; u32 len; u32 _pad; unsigned char data[512]; };
         BPF_ARRAY(test_packet, struct ipft_test_packet, 1);
         int ipft_test_cbpf(void *ctx)
         {
@@ -191,7 +193,11 @@ def test_the_kernel_interpreter_agrees_with_libpcap(bpf_ready, nothing_left_behi
             struct ipft_cbpf_prog *prog = filter_progs.lookup(&zero);
             if (!p || !prog)
                 return 7;
-            return ipft_cbpf_run(prog, p->data, p->len > 512 ? 512 : p->len, p->len) != 0;
+            /* The bytes' address as a plain number, as head + offset is in the skb case. */
+            p->addr = (u64)p->data;
+            u64 addr = *(volatile u64 *)&p->addr;
+            return ipft_cbpf_run(prog, (const unsigned char *)addr,
+                                 p->len > 512 ? 512 : p->len, p->len) != 0;
         }
     """)
     b = bcc.BPF(text=text.encode())
