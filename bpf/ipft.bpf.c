@@ -24,7 +24,15 @@ struct ipft_config {
     u32 mask;
     u32 graph;  /* function_graph: remember calls so their returns can be reported */
     u32 track;  /* IPFT_TRACK_SKB: follow matched skbs (the map code is compiled in) */
+    /* Packet filters besides the mark (mask 0: no mark filter); IPFT_FILTER_* bits. */
+    u32 filter;
+    u32 netns;        /* IPFT_FILTER_NETNS: inode of the device's (or socket's) namespace */
+    u64 ifname[2];    /* IPFT_FILTER_IFNAME: the device's name, NUL-padded */
 };
+#define IPFT_FILTER_EXPR   1u  /* the pcap-filter programs in filter_progs */
+#define IPFT_FILTER_NETNS  2u
+#define IPFT_FILTER_IFNAME 4u
+#define IPFT_FILTER_SLOT   8u  /* the expression is in filter_progs[2..3], not [0..1] */
 
 /* What the packet looked like at this probe (IPFT_WITH_META). */
 struct ipft_meta {
@@ -215,13 +223,242 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
 }
 #endif
 
+/* The filters a packet must pass to start a journey: its mark, and (ipft_tui/pcapfilter.py
+ * and settings.py) a pcap-filter expression, a network namespace, a device name. */
+
+/* ipft-cbpf-begin: tests/test_pcapfilter_real.py runs this part alone (BPF_PROG_TEST_RUN) */
+/* A classic BPF instruction (struct sock_filter), as libpcap compiles it. */
+struct ipft_cbpf_insn {
+    u16 code;
+    u8 jt;
+    u8 jf;
+    u32 k;
+};
+#define IPFT_CBPF_MAX 128  /* MAX_INSNS in ipft_tui/pcapfilter.py */
+struct ipft_cbpf_prog {
+    u32 len;
+    u32 _pad;
+    struct ipft_cbpf_insn insns[IPFT_CBPF_MAX];
+};
+struct ipft_cbpf_mem {
+    u32 m[16];
+    /* The machine's registers live here between steps, not in BPF registers: read back
+     * from a map, they are unknown numbers to the verifier, so every step's state looks
+     * the same to it and the paths through an instruction prune, where exactly known
+     * values (different on every path) make the states explode. */
+    u32 pc, a, x;
+};
+/* [0] for packets whose Ethernet header is set, [1] for IP packets without one; [2], [3]
+ * the same for IPFT_FILTER_SLOT. A new expression goes to the slot not in use, then the
+ * config switches to it: a map update, nothing is recompiled or re-attached. */
+BPF_ARRAY(filter_progs, struct ipft_cbpf_prog, 4);
+BPF_PERCPU_ARRAY(cbpf_mem, struct ipft_cbpf_mem, 1);
+
+/* size bytes (1, 2 or 4) at off, big-endian; -1 beyond the linear data. */
+static __always_inline int ipft_cbpf_load(const unsigned char *pkt, u32 avail, u32 off,
+                                          u32 size, u32 *val)
+{
+    u8 b[4] = {};
+
+    if (off >= avail || size > avail - off)
+        return -1;
+    if (size == 4) {
+        if (bpf_probe_read_kernel(b, 4, pkt + off))
+            return -1;
+        *val = ((u32)b[0] << 24) | ((u32)b[1] << 16) | ((u32)b[2] << 8) | b[3];
+    } else if (size == 2) {
+        if (bpf_probe_read_kernel(b, 2, pkt + off))
+            return -1;
+        *val = ((u32)b[0] << 8) | b[1];
+    } else {
+        if (bpf_probe_read_kernel(b, 1, pkt + off))
+            return -1;
+        *val = b[0];
+    }
+    return 0;
+}
+
+/* Run a classic BPF program over avail bytes at pkt (wirelen: the whole packet's
+ * length). Jumps go forward only, so IPFT_CBPF_MAX steps run any program that fits.
+ * Returns the program's return value (0: no match); a load beyond the data rejects. */
+static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsigned char *pkt,
+                                         u32 avail, u32 wirelen)
+{
+    u32 zero = 0;
+    struct ipft_cbpf_mem *mem = cbpf_mem.lookup(&zero);
+
+    if (!mem)
+        return 0;
+    volatile u32 *vpc = &mem->pc, *va = &mem->a, *vx = &mem->x;
+    *vpc = 0;
+    *va = 0;
+    *vx = 0;
+#pragma clang loop unroll(disable)
+    for (u32 step = 0; step < IPFT_CBPF_MAX; step++) {
+        u32 pc = *vpc, a = *va, x = *vx, len = prog->len;
+        if (pc >= len || pc >= IPFT_CBPF_MAX)
+            return 0;
+        u32 at = pc;
+        asm volatile("" : "+r"(at));  /* bound the register used, not a copy of it */
+        struct ipft_cbpf_insn *in = &prog->insns[at & (IPFT_CBPF_MAX - 1)];
+        u32 code = in->code, k = in->k, cls = code & 7, v = 0;
+        pc++;
+        if (cls <= 1) {  /* LD, LDX */
+            u32 mode = code & 0xe0;
+            if (mode == 0x00) {  /* IMM */
+                v = k;
+            } else if (mode == 0x80) {  /* LEN */
+                v = wirelen;
+            } else if (mode == 0x60) {  /* MEM */
+                v = mem->m[k & 15];
+            } else if (mode == 0xa0) {  /* MSH: X = 4 * (pkt[k] & 0xf) */
+                if (ipft_cbpf_load(pkt, avail, k, 1, &v))
+                    return 0;
+                v = (v & 0xf) << 2;
+            } else if (mode == 0x20 || mode == 0x40) {  /* ABS, IND */
+                u32 off = mode == 0x40 ? x + k : k;
+                u32 size = (code & 0x18) == 0 ? 4 : (code & 0x18) == 0x08 ? 2 : 1;
+                if ((mode == 0x40 && off < k) || ipft_cbpf_load(pkt, avail, off, size, &v))
+                    return 0;
+            } else {
+                return 0;
+            }
+            if (cls == 0)
+                *va = v;
+            else
+                *vx = v;
+        } else if (cls == 2) {  /* ST */
+            mem->m[k & 15] = a;
+        } else if (cls == 3) {  /* STX */
+            mem->m[k & 15] = x;
+        } else if (cls == 4) {  /* ALU */
+            u32 src = (code & 0x08) ? x : k;
+            switch (code & 0xf0) {
+            case 0x00: a += src; break;
+            case 0x10: a -= src; break;
+            case 0x20: a *= src; break;
+            case 0x30: if (!src) return 0; a /= src; break;
+            case 0x40: a |= src; break;
+            case 0x50: a &= src; break;
+            case 0x60: a = src < 32 ? a << src : 0; break;
+            case 0x70: a = src < 32 ? a >> src : 0; break;
+            case 0x80: a = -a; break;
+            case 0x90: if (!src) return 0; a %= src; break;
+            case 0xa0: a ^= src; break;
+            default: return 0;
+            }
+            *va = a;
+        } else if (cls == 5) {  /* JMP */
+            u32 op = code & 0xf0, src = (code & 0x08) ? x : k;
+            u8 jt = in->jt, jf = in->jf;
+            if (op == 0x00) {  /* JA */
+                if (k >= IPFT_CBPF_MAX)
+                    return 0;
+                pc += k;
+            } else if (op == 0x10) {
+                pc += a == src ? jt : jf;
+            } else if (op == 0x20) {
+                pc += a > src ? jt : jf;
+            } else if (op == 0x30) {
+                pc += a >= src ? jt : jf;
+            } else if (op == 0x40) {
+                pc += (a & src) ? jt : jf;
+            } else {
+                return 0;
+            }
+        } else if (cls == 6) {  /* RET */
+            return (code & 0x18) == 0x10 ? a : k;
+        } else {  /* MISC: TAX, TXA */
+            if ((code & 0xf8) == 0x00)
+                *vx = a;
+            else if ((code & 0xf8) == 0x80)
+                *va = x;
+            else
+                return 0;
+        }
+        *vpc = pc;
+    }
+    return 0;
+}
+
+/* ipft-cbpf-end */
+
+/* The expression on the skb's bytes: from its Ethernet header when that is set, else
+ * from its IP header; no match before the network header is set. */
+static __always_inline int ipft_expr_matches(struct ipft_config *cfg, void *skb)
+{
+    unsigned char *head = NULL, *data = NULL;
+    u16 mh = 0xffff, nh = 0xffff;
+    u32 len = 0, tail = 0, start, slot = (cfg->filter & IPFT_FILTER_SLOT) ? 2 : 0;
+    struct ipft_cbpf_prog *prog;
+
+    bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    bpf_probe_read_kernel(&data, 8, (char *)skb + IPFT_OFF_sk_buff_data);
+    bpf_probe_read_kernel(&mh, 2, (char *)skb + IPFT_OFF_sk_buff_mac_header);
+    bpf_probe_read_kernel(&nh, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
+    bpf_probe_read_kernel(&len, 4, (char *)skb + IPFT_OFF_sk_buff_len);
+    /* skb->tail: an offset from head on 64-bit kernels, a pointer on 32-bit ones */
+    bpf_probe_read_kernel(&tail, 4, (char *)skb + IPFT_OFF_sk_buff_tail);
+    if (!head || !data || nh == 0xffff || nh == 0)
+        return 0;
+    if (mh != 0xffff && mh + 14 == nh) {
+        start = mh;
+    } else {
+        slot += 1;
+        start = nh;
+    }
+    prog = filter_progs.lookup(&slot);
+    if (!prog || tail <= start)
+        return 0;
+    u32 data_off = (u32)(data - head);
+    u32 wirelen = len + (data_off > start ? data_off - start : 0);
+    return ipft_cbpf_run(prog, head + start, tail - start, wirelen) != 0;
+}
+
+/* The namespace inode and name of the skb's device; without a device, the namespace
+ * of its socket. */
+static __always_inline int ipft_where_matches(struct ipft_config *cfg, void *skb)
+{
+    void *dev = NULL, *net = NULL;
+    u32 inum = 0;
+    u64 name[2] = {};
+
+    bpf_probe_read_kernel(&dev, 8, (char *)skb + IPFT_OFF_sk_buff_dev);
+    if (cfg->filter & IPFT_FILTER_IFNAME) {
+        if (!dev || bpf_probe_read_kernel(name, 16, (char *)dev + IPFT_OFF_net_device_name)
+            || name[0] != cfg->ifname[0] || name[1] != cfg->ifname[1])
+            return 0;
+    }
+    if (cfg->filter & IPFT_FILTER_NETNS) {
+        if (dev) {
+            bpf_probe_read_kernel(&net, 8, (char *)dev + IPFT_OFF_net_device_nd_net_net);
+        } else {
+#ifdef IPFT_OFF_sock_common_skc_net_net
+            void *sk = NULL;
+            bpf_probe_read_kernel(&sk, 8, (char *)skb + IPFT_OFF_sk_buff_sk);
+            if (sk)
+                bpf_probe_read_kernel(&net, 8, (char *)sk + IPFT_OFF_sock_common_skc_net_net);
+#endif
+        }
+        if (!net || bpf_probe_read_kernel(&inum, 4, (char *)net + IPFT_OFF_net_ns_inum)
+            || inum != cfg->netns)
+            return 0;
+    }
+    return 1;
+}
+
+/* Does this skb pass every filter given? Cheapest first. */
 static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
 {
     u32 mark = 0;
 
     if (!skb || bpf_probe_read_kernel(&mark, sizeof(mark), (char *)skb + IPFT_OFF_sk_buff_mark))
         return 0;
-    return (mark & cfg->mask) == (cfg->mark & cfg->mask);
+    if ((mark & cfg->mask) != (cfg->mark & cfg->mask))
+        return 0;
+    if ((cfg->filter & (IPFT_FILTER_NETNS | IPFT_FILTER_IFNAME)) && !ipft_where_matches(cfg, skb))
+        return 0;
+    return !(cfg->filter & IPFT_FILTER_EXPR) || ipft_expr_matches(cfg, skb);
 }
 
 static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 packet_id,
@@ -331,7 +568,8 @@ static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags
 /* The journey of this skb, or 0 when it is not followed. A matched skb that is not
  * followed yet starts a journey (register: entry probes only; returns just look up).
  * Sets IPFT_JOURNEY_END in *flags when this free ends the journey. */
-static __always_inline u64 ipft_track(void *skb, int matched, u32 *flags, int register_new)
+static __always_inline u64 ipft_track(struct ipft_config *cfg, void *skb, u32 *flags,
+                                       int register_new)
 {
     u64 addr = (u64)skb, head = 0;
     bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
@@ -344,19 +582,21 @@ static __always_inline u64 ipft_track(void *skb, int matched, u32 *flags, int re
             known->head = head;
             tracked_heads.update(&head, &entry.packet_id);
         }
-    } else if (register_new) {
-        u64 *origin = head ? tracked_heads.lookup(&head) : NULL;
+    } else {
+        u64 *origin = (register_new && head) ? tracked_heads.lookup(&head) : NULL;
+        /* Only now (one call site: the verifier walks the filters once per site): the
+         * filters cost more than the lookups. */
+        if (!origin && !ipft_mark_matches(cfg, skb))
+            return 0;
+        if (!register_new)
+            return addr;
         if (origin)
             entry.packet_id = *origin;
-        else if (!matched)
-            return 0;
         tracked_skbs.update(&addr, &entry);
         if (!origin && head) {
             tracked_heads.update(&head, &addr);
             ipft_buffer_added(addr);
         }
-    } else {
-        return matched ? addr : 0;
     }
     if ((*flags & IPFT_PROBE_FREES_SKB) && ipft_untrack(skb, addr, head, *flags, entry.packet_id))
         *flags |= IPFT_JOURNEY_END;
@@ -400,14 +640,13 @@ static __always_inline void ipft_copied(void *copy, void *original) {}
 static __always_inline u64 ipft_journey(struct ipft_config *cfg, void *skb, u32 *flags,
                                         int register_new)
 {
-    int matched = ipft_mark_matches(cfg, skb);
 #ifdef IPFT_TRACK_SKB
     if (cfg->track && skb) {
         *flags |= IPFT_FOLLOWED;
-        return ipft_track(skb, matched, flags, register_new);
+        return ipft_track(cfg, skb, flags, register_new);
     }
 #endif
-    return matched ? (u64)skb : 0;
+    return ipft_mark_matches(cfg, skb) ? (u64)skb : 0;
 }
 
 #ifdef IPFT_COUNT_ONLY

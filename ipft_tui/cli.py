@@ -15,7 +15,8 @@ from .startup import check_options
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ipft-tui",
-        description="Trace marked packets through the Linux kernel. Without -o: the live TUI.")
+        description="Trace packets through the Linux kernel: those matching a pcap-filter "
+                    "expression and/or a mark. Without -o: the live TUI.")
     p.add_argument("-b", "--backend", default="auto", choices=BACKEND_CHOICES,
                    help="trace backend (default: auto, the best this kernel supports)")
     p.add_argument("-l", "--list", action="store_true",
@@ -78,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
+    p.add_argument("--filter-netns", metavar="NETNS",
+                   help="only packets in this network namespace: an inode, a path such as "
+                        "/proc/PID/ns/net, or a name from `ip netns`")
+    p.add_argument("--filter-ifname", metavar="DEV",
+                   help="only packets on the device with this name")
+    p.add_argument("expression", nargs="*",
+                   help="pcap-filter expression, as for tcpdump (e.g. udp and dst port 53): "
+                        "a packet is selected where its headers first match, then followed")
     return p
 
 

@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .errors import IpftError
+from .errors import IpftError, UsageError
 from .kernel import Kernel
 from .kernel.headers import HeadersError, find_headers
 from .kernel.kallsyms import Symbolizer
 from .kernel.limits import raise_limits
 from .model import FREE_FUNCTIONS
-from .settings import TraceSettings, select
+from .pcapfilter import PacketFilter, compile_filter
+from .settings import FILTER_HINT, TraceSettings, filter_label, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
 from .tracing.program import RESCUE_PAGES, ProgramSpec, compile_program
@@ -32,6 +33,8 @@ from .tracing.ringbuf import RingBufReader
 
 # probe_flags bits (IPFT_PROBE_* in bpf/ipft.bpf.c)
 PROBE_FREES_SKB, PROBE_FREES_DATA, PROBE_STACK = 1, 2, 4
+# config.filter bits (IPFT_FILTER_* in bpf/ipft.bpf.c)
+FILTER_EXPR, FILTER_NETNS, FILTER_IFNAME, FILTER_SLOT = 1, 2, 4, 8
 # kfree_skbmem frees only the sk_buff: its data went before it.
 FREE_FLAGS = {name: PROBE_FREES_SKB | (PROBE_FREES_DATA if name != "kfree_skbmem" else 0)
               for name in FREE_FUNCTIONS}
@@ -60,6 +63,14 @@ class Status:
     attaching: bool = False  # an attach/detach round is under way
     attach_done: int = 0
     attach_todo: int = 0
+    expression: str | None = None
+    netns: int = 0
+    ifname: str | None = None
+    filter_applied_ms: float = 0.0  # how long the last live filter change took
+
+    @property
+    def filter_label(self) -> str:
+        return filter_label(self.mark, self.mask, self.expression, self.netns, self.ifname)
 
 
 Progress = Callable[[Status], None]
@@ -121,6 +132,7 @@ class Collector:
         self._symbolizer: Symbolizer | None = None
         self._stacks_asked = False  # records carry stack ids only once a regex was given
         self._perf_lost = 0
+        self._filter_slot = 0  # which half of filter_progs the config points at
 
     # -- consumer side ----------------------------------------------------------
 
@@ -134,8 +146,14 @@ class Collector:
         if self.error is not None:
             raise self.error
 
-    def set_filter(self, mark: int, mask: int) -> None:
-        self._commands.put(("filter", (mark, mask)))
+    def set_filter(self, mark: int, mask: int, expression: str | None = None, netns: int = 0,
+                   ifname: str | None = None) -> None:
+        """Every packet filter at once (mark 0: none); a map update. The expression is
+        compiled here, so a bad one raises (FilterError) and changes nothing."""
+        if not (mark or expression or netns or ifname):
+            raise UsageError(f"nothing to trace: {FILTER_HINT}")
+        compiled = compile_filter(expression) if expression else None
+        self._commands.put(("filter", (mark, mask, compiled, netns, ifname, time.monotonic())))
 
     def set_regex(self, regex: str | None) -> None:
         self._commands.put(("regex", regex))
@@ -196,22 +214,27 @@ class Collector:
                            perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
                            meta=s.meta, module_source=s.module_source,
                            module_label=s.module_label,
-                           track_skb=s.track_skb or s.live_switches,
+                           track_skb=s.follows_skbs or s.live_switches,
                            stacks=s.stack_regex is not None or s.live_switches,
                            defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {})
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
         self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None,
                                     spec.track_skb, spec.stacks)
+        packet_filter = compile_filter(s.expression) if s.expression else None
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
+        self._filter_slot = 0
+        if packet_filter is not None:
+            self._write_filter_programs(packet_filter, 0)
         self._write_config(graph=False)  # calls are tracked once return probes are in place
         if spec.track_skb or spec.stacks:
             self._write_probe_flags(stack_probes)
         self._open_buffer()
         self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
-                             regex=s.regex, track_skb=s.track_skb, stack_regex=s.stack_regex,
-                             total=len(self.backend.candidates))
+                             regex=s.regex, track_skb=s.follows_skbs,
+                             stack_regex=s.stack_regex, total=len(self.backend.candidates),
+                             expression=s.expression, netns=s.netns, ifname=s.ifname)
         self._attach_set(set(selected))
         if not self.backend.attached:
             raise IpftError(f"no probe could be attached ({self.status.failed} failed)")
@@ -237,7 +260,31 @@ class Collector:
         if graph is None:
             graph = s.tracer == "function_graph"
         table = self._bpf[b"config"]
-        table[ctypes.c_int(0)] = table.Leaf(s.mark, s.mask, int(graph), int(s.track_skb))
+        leaf = table.Leaf(s.mark, s.mask if s.mark else 0, int(graph), int(s.follows_skbs))
+        self._fill_filter(leaf)
+        table[ctypes.c_int(0)] = leaf
+
+    def _fill_filter(self, leaf) -> None:
+        """The filters besides the mark, in the config map's leaf."""
+        s = self.settings
+        leaf.filter = ((FILTER_EXPR if s.expression else 0) | (FILTER_NETNS if s.netns else 0)
+                       | (FILTER_IFNAME if s.ifname else 0)
+                       | (FILTER_SLOT if self._filter_slot else 0))
+        leaf.netns = s.netns
+        name = (s.ifname or "").encode().ljust(16, b"\0")
+        leaf.ifname[0] = int.from_bytes(name[:8], "little")
+        leaf.ifname[1] = int.from_bytes(name[8:], "little")
+
+    def _write_filter_programs(self, packet_filter: PacketFilter, slot: int) -> None:
+        """The expression's two programs into filter_progs[2 * slot ...]."""
+        table = self._bpf[b"filter_progs"]
+        for index, program in enumerate((packet_filter.l2, packet_filter.l3)):
+            leaf = table.Leaf()
+            leaf.len = len(program)
+            for i, insn in enumerate(program):
+                leaf.insns[i].code, leaf.insns[i].jt = insn.code, insn.jt
+                leaf.insns[i].jf, leaf.insns[i].k = insn.jf, insn.k
+            table[ctypes.c_int(2 * slot + index)] = leaf
 
     def _stack_probes(self, regex: str | None) -> set[int]:
         return set(select(self.candidate_names(), regex)) if regex is not None else set()
@@ -344,10 +391,22 @@ class Collector:
     def _execute(self, command: str, arg) -> None:
         try:
             if command == "filter":
-                mark, mask = arg
-                self.settings.mark, self.settings.mask = mark, mask
+                mark, mask, packet_filter, netns, ifname, asked = arg
+                was_following = self.settings.follows_skbs
+                if packet_filter is not None:
+                    # Into the slot not in use: BPF never runs a half-written program.
+                    self._write_filter_programs(packet_filter, 1 - self._filter_slot)
+                    self._filter_slot = 1 - self._filter_slot
+                s = self.settings
+                s.mark, s.mask, s.netns, s.ifname = mark, mask, netns, ifname
+                s.expression = packet_filter.expression if packet_filter else None
+                if s.follows_skbs and not was_following:
+                    self._forget_followed()
                 self._write_config()
-                self.status = replace(self.status, mark=mark, mask=mask)
+                self.status = replace(self.status, mark=mark, mask=mask,
+                                      expression=s.expression, netns=netns, ifname=ifname,
+                                      track_skb=s.follows_skbs,
+                                      filter_applied_ms=(time.monotonic() - asked) * 1000)
             elif command == "tracer":
                 # Entries are remembered only while return probes are attached: else
                 # calls that never report a return would fill the call stacks.
@@ -362,14 +421,11 @@ class Collector:
                 self.status = replace(self.status, tracer=arg)
             elif command == "track_skb":
                 self._require_compiled(self._layout.track_skb, "skb following")
-                if arg and not self.settings.track_skb:
-                    # Frees were not watched while off: start from empty maps.
-                    self._bpf[b"tracked_skbs"].clear()
-                    self._bpf[b"tracked_heads"].clear()
-                    self._bpf[b"journey_buffers"].clear()
+                if arg and not self.settings.follows_skbs:
+                    self._forget_followed()
                 self.settings.track_skb = arg
                 self._write_config()
-                self.status = replace(self.status, track_skb=arg)
+                self.status = replace(self.status, track_skb=self.settings.follows_skbs)
             elif command == "stack_regex":
                 self._require_compiled(self._layout.stacks, "stack traces")
                 self._write_probe_flags(self._stack_probes(arg))
@@ -383,6 +439,12 @@ class Collector:
             self._on_progress(self.status)
         except IpftError as exc:
             self._on_notice(str(exc))
+
+    def _forget_followed(self) -> None:
+        """Frees were not watched while following was off: start from empty maps."""
+        self._require_compiled(self._layout.track_skb, "skb following")
+        for name in (b"tracked_skbs", b"tracked_heads", b"journey_buffers"):
+            self._bpf[name].clear()
 
     @staticmethod
     def _require_compiled(compiled: bool, what: str) -> None:

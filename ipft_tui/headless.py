@@ -16,7 +16,7 @@ from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .outputs.stdout import GuardedStdout
 from .probe_server import ProbeServer
-from .settings import TraceSettings, select
+from .settings import TraceSettings, filter_label, select
 from .startup import Startup, extension_from_args, kernel_or_error, require_root
 from .tracing import backends
 
@@ -80,7 +80,9 @@ def run_list(args) -> int:
 
 
 def dump_options(s: TraceSettings, args) -> None:
-    rows = [("mark", f"0x{s.mark:x}"), ("mask", f"0x{s.mask:x}"), ("regex", s.regex),
+    rows = [("mark", f"0x{s.mark:x}"), ("mask", f"0x{s.mask:x}"),
+            ("filter", filter_label(s.mark, s.mask, s.expression, s.netns, s.ifname)),
+            ("regex", s.regex),
             ("script", args.script), ("tracer", s.tracer), ("backend", s.backend),
             ("output_type", args.output),
             ("event_buffer", "perf" if s.perf_buffer else "ringbuf"),

@@ -13,11 +13,13 @@ import os
 from dataclasses import dataclass, replace
 
 from .demo import DEMO_MARK
-from .errors import IpftError
+from .errors import IpftError, UsageError
 from .extensions import load_extension
 from .kernel import Kernel
 from .kernel.btf import BTFError
-from .settings import TraceSettings, compile_regex, parse_mark, parse_mask, parse_positive
+from .pcapfilter import compile_filter
+from .settings import (FILTER_HINT, TraceSettings, compile_regex, parse_ifname, parse_mark,
+                       parse_mask, parse_netns, parse_positive)
 
 # The kernel's limits, checked here so that a bad value fails before compiling, not in
 # a map or buffer error afterwards.
@@ -107,15 +109,25 @@ def check_options(args: argparse.Namespace) -> Startup:
     return Startup("headless", settings, probe_server=probe)
 
 
+def filter_from_args(args: argparse.Namespace) -> dict:
+    """The packet filters besides the mark, checked (libpcap compiles the expression)."""
+    expression = " ".join(getattr(args, "expression", None) or []).strip() or None
+    if expression is not None:
+        compile_filter(expression)
+    return {"expression": expression, "netns": parse_netns(getattr(args, "filter_netns", None)),
+            "ifname": parse_ifname(getattr(args, "filter_ifname", None))}
+
+
 def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> TraceSettings:
     """Validate every user-given value before anything touches the kernel.
 
-    Without -m (and mark_required False), mark is 0: the TUI then asks for it."""
+    Without any filter (and mark_required False), mark is 0: the TUI then asks."""
     mark = args.mark
     if mark is None and args.demo:
         mark = hex(DEMO_MARK)
-    if mark is None and mark_required:
-        raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
+    filters = filter_from_args(args)
+    if mark is None and mark_required and not any(filters.values()):
+        raise UsageError(f"nothing to trace: {FILTER_HINT}")
     compile_regex(args.regex)
     compile_regex(args.stack_trace)
     pages = _power_of_two(parse_positive(args.ringbuf_pages, "--ringbuf-pages"),
@@ -142,6 +154,7 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         meta=bool(getattr(args, "output_tuple", False)),
         track_skb=args.track_skb,
         stack_regex=args.stack_trace or None,
+        **filters,
     )
 
 

@@ -145,10 +145,16 @@ def run_floor(workload: Workload) -> dict:
     return {"rate": rate, "events": matched, "events_per_s": matched / workload.seconds}
 
 
-def run_headless(workload: Workload, *extra: str) -> dict:
+def expression(workload: Workload) -> str:
+    """The workload's own flow as a pcap-filter expression (the "expression" configuration)."""
+    dst = workload.pair.a_addr if workload.path == "loopback" else workload.pair.b_addr
+    return f"{workload.kind} and dst port {PORT} and host {dst}"
+
+
+def run_headless(workload: Workload, *extra: str, mark: bool = True) -> dict:
     port = 13800 + os.getpid() % 1000
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", "-m", hex(MARK), "-v",
+    proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", *(["-m", hex(MARK)] if mark else []), "-v",
                              "--enable-probe-server", "--probe-server-port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     ready = wait_port(port, proc)
@@ -297,7 +303,9 @@ def memory_per_sample(count: int = 200_000) -> float:
 CONFIGS = {
     "none": ("untraced", run_none),
     "floor": ("BPF filter only, counted in a map", run_floor),
-    "json": ("ipft-tui -o json > /dev/null", lambda w: run_headless(w, "-o", "json")),
+    "json": ("ipft-tui -m MARK -o json > /dev/null", lambda w: run_headless(w, "-o", "json")),
+    "expression": ("ipft-tui -o json 'udp and dst port N and host A' (no mark)",
+                   lambda w: run_headless(w, "-o", "json", expression(w), mark=False)),
     "aggregate": ("ipft-tui -o aggregate", lambda w: run_headless(w, "-o", "aggregate")),
     "lua": ("ipft-tui -o json -s examples/gso.lua",
             lambda w: run_headless(w, "-o", "json", "-s", str(REPO / "examples/gso.lua"))),

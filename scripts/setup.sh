@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 arch=$(dpkg --print-architecture)
 release=$(uname -r)
 packages=(python3-bpfcc python3-venv python3-pip iproute2 iptables nftables bpftool
-          iputils-ping procps kmod tmux)
+          iputils-ping procps kmod tmux libpcap0.8)
 
 need_install=()
 for p in "${packages[@]}"; do

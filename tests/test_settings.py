@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ipft_tui.cli import build_parser
@@ -52,7 +56,7 @@ def test_cli_options_map_to_settings():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["-o", "json"], "--mark is required"),
+    (["-o", "json"], "nothing to trace: give a pcap-filter expression"),
     (["-m", "1", "-o", "json", "--perf-page-count", "0"], "at least 1"),
     (["-m", "1", "-o", "json", "--ringbuf-pages", "3"], "power of two"),
     (["-m", "1", "-o", "json", "-r", "[a"], "invalid regex"),
@@ -60,3 +64,40 @@ def test_cli_options_map_to_settings():
 def test_cli_validation(argv, message):
     with pytest.raises(IpftError, match=message):
         parse(*argv)
+
+
+def test_filters_from_the_command_line(tmp_path):
+    from ipft_tui.startup import settings_from_args
+    from ipft_tui.errors import UsageError
+    args = build_parser().parse_args(["-o", "json", "udp", "and", "dst", "port", "53",
+                                      "--filter-netns", "/proc/self/ns/net",
+                                      "--filter-ifname", "veth0"])
+    s = settings_from_args(args)
+    assert s.expression == "udp and dst port 53" and s.mark == 0
+    assert s.netns == os.stat("/proc/self/ns/net").st_ino and s.ifname == "veth0"
+    assert s.follows_skbs  # selected once, then followed
+    with pytest.raises(UsageError, match="illegal port number 99999 > 65535"):
+        settings_from_args(build_parser().parse_args(["-o", "json", "port", "99999"]))
+    with pytest.raises(UsageError, match="not a network namespace"):
+        settings_from_args(build_parser().parse_args(["-o", "json", "--filter-netns",
+                                                      str(tmp_path)]))
+    with pytest.raises(UsageError, match="at most 15 bytes"):
+        settings_from_args(build_parser().parse_args(["-o", "json", "--filter-ifname",
+                                                      "a-very-long-device-name"]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-o", "json", "udp", "and"], "syntax error"),
+    (["-o", "json", "port", "99999"], "illegal port number 99999 > 65535"),
+    (["-o", "json"], "nothing to trace"),
+    (["-o", "json", "--filter-netns", "ipft-no-such-netns"], "No such file"),
+])
+def test_bad_filters_exit_2_with_the_message_and_nothing_loaded(argv, message):
+    """A separate process, as a user runs it: libpcap's message, exit 2, no traceback;
+    it fails before bcc is even imported (so nothing is compiled or attached)."""
+    code = ("import sys, ipft_tui.cli as c; rc = c.main(sys.argv[1:]); "
+            "assert 'bcc' not in sys.modules, 'bcc was imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -175,12 +175,31 @@ async def test_filter_dialog_validates_then_sends_one_command():
         await pilot.pause()
         await pilot.press("m")
         assert isinstance(app.screen, FilterDialog)
-        await pilot.press("ctrl+u", *"0xZZ", "enter")
-        assert "not a number" in app.screen.query_one("#error").render().plain
+        dialog = app.screen
+        # Pre-filled with the filter in effect; the mark also in decimal (ping -m).
+        assert dialog.query_one("#mark").value == "0xdeadbeef"
+        assert "3735928559 decimal" in dialog.query_one("#mark-label").render().plain
+        await pilot.press(*"udp and", "enter")  # the expression field has the focus
+        assert "syntax error" in dialog.query_one("#error").render().plain  # libpcap's words
+        await pilot.press("ctrl+u", *"port 99999", "enter")
+        assert "illegal port number 99999 > 65535" in dialog.query_one("#error").render().plain
+        await pilot.press("ctrl+u", *"udp and dst port 53", "tab", "ctrl+u", *"0xZZ", "enter")
+        assert "not a number" in dialog.query_one("#error").render().plain
+        await pilot.press("ctrl+u", "tab", "tab", *"ipft-no-such-ns", "enter")
+        assert "ipft-no-such-ns" in dialog.query_one("#error").render().plain
         assert source.commands == []
-        await pilot.press("ctrl+u", *"0x42", "tab", "ctrl+u", *"0xff", "enter")
+        await pilot.press("ctrl+u", "enter")  # an empty mark: no mark filter, not an error
         assert not isinstance(app.screen, FilterDialog)
-        assert source.commands == [("filter", 0x42, 0xFF)]
+        assert len(source.commands) == 1
+        sent = source.commands[0][1]
+        assert (sent.expression, sent.mark, sent.netns, sent.ifname) == (
+            "udp and dst port 53", 0, 0, None)
+        await pilot.press("m")  # reopened: shows what was applied
+        assert app.screen.query_one("#expression").value == "udp and dst port 53"
+        assert app.screen.query_one("#mark").value == ""
+        await pilot.press("ctrl+u", "enter")  # nothing at all: refused, says what to give
+        assert "nothing to trace" in app.screen.query_one("#error").render().plain
+        assert len(source.commands) == 1
 
 
 async def test_regex_dialog_counts_matches_and_refuses_bad_patterns():
@@ -239,7 +258,7 @@ async def test_help_screen_and_command_palette():
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for title in ("Mark / mask", "Function regex", "Toggle tracer", "Backend",
+        for title in ("Packet filter", "Function regex", "Toggle tracer", "Backend",
                       "Find packets by function", "Pause display"):
             assert title in titles
 
@@ -303,3 +322,23 @@ async def test_skb_following_and_stack_regex_are_switched_live():
                                    ("track_skb", False)]
         await pilot.press("S", "ctrl+u", "enter")  # empty: stacks off
         assert source.commands[-1] == ("stack_regex", None)
+
+
+async def test_replay_shows_the_filter_the_trace_was_recorded_with(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from ipft_tui.settings import TraceSettings
+    from ipft_tui.tui.sources import settings_line
+    recorded = dc_replace(TraceSettings(mark=0), expression="udp and dst port 53",
+                          ifname="veth0")
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(settings_line(recorded) + "\n" + (DATA / "demo.jsonl").read_text())
+    kept: list[dict] = []
+    samples, problems = load_trace(str(trace), kept)
+    assert problems == [] and len(samples) == len(load_trace(str(DATA / "demo.jsonl"))[0])
+    assert kept[0]["expression"] == "udp and dst port 53"
+    app = replay_app(str(trace))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        bar = app.status_bar.render().plain
+        assert "filter udp and dst port 53 · dev veth0" in bar, bar

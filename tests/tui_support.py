@@ -32,8 +32,11 @@ class CommandRecorder(ReplaySource):
                              samples=len(self.samples))
         self.kernel = object()
 
-    def set_filter(self, mark, mask):
-        self.commands.append(("filter", mark, mask))
+    def set_filter(self, filters):
+        self.commands.append(("filter", filters))
+        self.settings = replace(self.settings, mark=filters.mark, mask=filters.mask,
+                                expression=filters.expression, netns=filters.netns,
+                                ifname=filters.ifname)
 
     def set_regex(self, regex):
         self.commands.append(("regex", regex))

@@ -13,7 +13,7 @@ from . import btf as btfmod
 STRUCTS = ("sk_buff", "skb_shared_info", "net_device", "sock_common", "sock", "iphdr",
            "ipv6hdr", "tcphdr", "udphdr", "icmphdr", "ethhdr", "net")
 # Members of embedded structs that our own program needs (dotted paths).
-PATHS = (("net_device", "nd_net.net"), ("net", "ns.inum"))
+PATHS = (("net_device", "nd_net.net"), ("net", "ns.inum"), ("sock_common", "skc_net.net"))
 
 ACCESSORS = """
 /* Read a member of a kernel struct at the running kernel's offset. */

@@ -16,6 +16,7 @@ from ..batching import SampleBuffer
 from ..errors import IpftError
 from ..extensions import load_extension
 from ..model import PacketStore, packet_id_text
+from ..settings import PacketFilters
 from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
 from .packet_list import PacketList
 from .widgets import DetailPane, JourneyTree, StatusBar, status_text
@@ -40,7 +41,7 @@ class IpftApp(App):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
-        Binding("m", "edit_filter", "Mark"),
+        Binding("m", "edit_filter", "Filter"),
         Binding("r", "edit_regex", "Regex"),
         Binding("t", "toggle_tracer", "Tracer"),
         Binding("b", "choose_backend", "Backend"),
@@ -101,7 +102,7 @@ class IpftApp(App):
     def on_mount(self) -> None:
         self.sub_title = self._subtitle()
         if self.ask_mark:
-            self.push_screen(FilterDialog(0, self.source.settings.mask), self._first_mark)
+            self.push_screen(FilterDialog(self._packet_filters()), self._first_mark)
         else:
             self.source.start()
         self.set_interval(DRAIN_INTERVAL, self.tick)
@@ -110,11 +111,16 @@ class IpftApp(App):
 
     def _first_mark(self, result) -> None:
         if result is None:
-            self.exit(message="no mark given")
+            self.exit(message="no filter given")
             return
-        mark, mask = result
-        self.source.settings = replace(self.source.settings, mark=mark, mask=mask)
+        self.source.settings = replace(self.source.settings, mark=result.mark, mask=result.mask,
+                                       expression=result.expression, netns=result.netns,
+                                       ifname=result.ifname)
         self.source.start()
+
+    def _packet_filters(self) -> PacketFilters:
+        s = self.source.settings
+        return PacketFilters(s.mark, s.mask, s.expression, s.netns, s.ifname)
 
     def _subtitle(self) -> str:
         if not self.source.live:
@@ -346,14 +352,13 @@ class IpftApp(App):
     def action_edit_filter(self) -> None:
         if not self._needs_live():
             return
-        s = self.source.settings
 
         def done(result) -> None:
             if result is not None:
-                self.source.set_filter(*result)
-                self.notify(f"mark 0x{result[0]:x} mask 0x{result[1]:x}")
+                self.source.set_filter(result)
+                self.notify(f"filter: {result.label}")
 
-        self.push_screen(FilterDialog(s.mark, s.mask), done)
+        self.push_screen(FilterDialog(self._packet_filters()), done)
 
     def action_edit_regex(self) -> None:
         if not self._needs_live() or not self.source.ready:
@@ -441,7 +446,8 @@ class IpftApp(App):
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         for title, help_text, action in (
-            ("Mark / mask", "Change the mark filter (applied at once)", self.action_edit_filter),
+            ("Packet filter", "Change the expression, mark, namespace, device (applied at once)",
+             self.action_edit_filter),
             ("Function regex", "Attach/detach probes by name", self.action_edit_regex),
             ("Toggle tracer", "function <-> function_graph", self.action_toggle_tracer),
             ("Follow skbs", "Toggle: keep journeys across mark changes and clones",

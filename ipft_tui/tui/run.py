@@ -126,7 +126,7 @@ def _run(start: Startup, args, shutdown: Shutdown) -> None:
     shutdown.add(lambda: source.stop_collector(timeout=STOP_TIMEOUT))
     try:
         app = shutdown.app = IpftApp(source, buffer, max_packets=max_packets,
-                                     ask_mark=settings.mark == 0)
+                                     ask_mark=not settings.has_filter)
         if shutdown.signum is None:
             app.run()
     finally:

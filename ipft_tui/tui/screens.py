@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..errors import IpftError
-from ..settings import parse_mark, parse_mask, select
+from ..settings import PacketFilters, parse_filters, parse_mark, select
 
 
 class Dialog(ModalScreen):
@@ -34,31 +34,65 @@ class Dialog(ModalScreen):
 
 
 class FilterDialog(Dialog):
-    """Mark and mask; returns (mark, mask)."""
+    """Which packets start a journey: expression, mark/mask, namespace, device, edited
+    together; returns PacketFilters. Pre-filled with the filters in effect."""
 
-    def __init__(self, mark: int, mask: int):
+    DEFAULT_CSS = """
+    FilterDialog > Vertical { width: 76; }
+    FilterDialog Horizontal { height: auto; }
+    FilterDialog Horizontal > Input { width: 1fr; margin-bottom: 0; }
+    FilterDialog #expression { margin-bottom: 0; }
+    """
+
+    def __init__(self, current: PacketFilters):
         super().__init__()
-        self.mark, self.mask = mark, mask
+        self.current = current
 
     def compose(self) -> ComposeResult:
+        c = self.current
         with Vertical():
-            yield Label(Text("Mark filter: (skb->mark & mask) == (mark & mask)", style="bold"))
-            yield Label("mark")
-            yield Input(hex(self.mark) if self.mark else "", placeholder="0xdeadbeef", id="mark")
-            yield Label("mask")
-            yield Input(hex(self.mask), id="mask")
+            yield Label(Text("Packet filter: a packet's journey starts where all given match",
+                             style="bold"))
+            yield Label("pcap-filter expression (as for tcpdump)")
+            yield Input(c.expression or "", placeholder="udp and dst port 53", id="expression")
+            yield Label(self._mark_label(c.mark), id="mark-label")
+            with Horizontal():
+                yield Input(hex(c.mark) if c.mark else "", placeholder="mark: empty = any",
+                            id="mark")
+                yield Input(hex(c.mask), placeholder="mask", id="mask")
+            yield Label("network namespace (inode, /proc/PID/ns/net, `ip netns` name); device")
+            with Horizontal():
+                yield Input(str(c.netns) if c.netns else "", placeholder="netns: empty = any",
+                            id="netns")
+                yield Input(c.ifname or "", placeholder="device: empty = any", id="ifname")
             yield Static("", id="error", classes="error")
-            yield Static("Enter applies (the BPF map is updated at once), Esc cancels",
+            yield Static("Enter applies at once (a BPF map update), Esc cancels",
                          classes="hint")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    @staticmethod
+    def _mark_label(mark: int | None) -> str:
+        if not mark:
+            return "mark (decimal or 0x hex); mask"
+        return f"mark 0x{mark:x} = {mark} decimal (ping -m takes decimal); mask"
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "mark":
+            return
         try:
-            mark = parse_mark(self.query_one("#mark", Input).value)
-            mask = parse_mask(self.query_one("#mask", Input).value)
-        except IpftError as exc:
+            mark = parse_mark(event.value) if event.value.strip() else None
+        except IpftError:
+            mark = None
+        self.query_one("#mark-label", Label).update(self._mark_label(mark))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        fields = {name: self.query_one(f"#{name}", Input).value
+                  for name in ("expression", "mark", "mask", "netns", "ifname")}
+        try:
+            filters = parse_filters(**fields)
+        except IpftError as exc:  # libpcap's own message for a bad expression
             self.show_error(str(exc))
             return
-        self.dismiss((mark, mask))
+        self.dismiss(filters)
 
 
 PREVIEW_BUDGET = 0.1  # s of matching per keystroke: a pathological regex must not freeze input
@@ -174,7 +208,7 @@ HELP = """
 | F | follow mode: always select the newest packet |
 | p | pause the display (tracing goes on; pending count shown) |
 | x | clear all packets |
-| m | mark / mask |
+| m | packet filter: expression, mark/mask, namespace, device |
 | r | function regex (attaches / detaches the difference) |
 | t | tracer: function ↔ function_graph |
 | b | backend |

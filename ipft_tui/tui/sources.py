@@ -6,6 +6,7 @@ here sends messages to the UI, so the collector thread never floods it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -17,7 +18,7 @@ from ..errors import IpftError
 from ..model import Sample
 from ..outputs.jsonlines import JsonOutput, parse_line
 from ..safefile import create_private
-from ..settings import TraceSettings
+from ..settings import PacketFilters, TraceSettings, filter_label
 
 
 class LiveSource:
@@ -41,25 +42,38 @@ class LiveSource:
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
+        self._record_lock = threading.Lock()  # samples (collector thread) and settings lines
 
     def _sink(self, batch) -> None:
         if self._record:
             try:
-                self._record.write_batches([batch])
+                with self._record_lock:
+                    self._record.write_batches([batch])
                 self.recorded += len(batch)
             except (OSError, ValueError) as exc:  # ENOSPC, EIO...: the trace goes on
                 self._stop_recording(exc)
         self.buffer.put(batch)
 
+    def _record_settings(self) -> None:
+        """A line saying what was traced, before the samples it applies to."""
+        if self._record:
+            try:
+                with self._record_lock:
+                    self._record.stream.write(settings_line(self.settings) + "\n")
+            except (OSError, ValueError) as exc:
+                self._stop_recording(exc)
+
     def _stop_recording(self, exc: Exception) -> None:
         record, self._record = self._record, None
+        if record is None:
+            return
         try:
             record.stream.close()
         except OSError:
             pass  # what the failed write left in the buffer fails again
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self.notice(f"recording to {self.record_path} stopped: {why} "
-                     f"(about {self.recorded} samples written); tracing goes on")
+                    f"(about {self.recorded} samples written); tracing goes on")
 
     def notice(self, text: str) -> None:
         """A message the TUI shows on its next tick."""
@@ -72,6 +86,7 @@ class LiveSource:
         return notices
 
     def start(self) -> None:
+        self._record_settings()
         self._collector = Collector(self.settings, self._sink, kernel=self.kernel,
                                     on_notice=self.notice)
         self.kernel = self._collector.kernel
@@ -108,9 +123,11 @@ class LiveSource:
                 out[name] = ""
         return out
 
-    def set_filter(self, mark: int, mask: int) -> None:
-        self.settings = replace(self.settings, mark=mark, mask=mask)
-        self._collector.set_filter(mark, mask)
+    def set_filter(self, f: PacketFilters) -> None:
+        self._collector.set_filter(f.mark, f.mask, f.expression, f.netns, f.ifname)
+        self.settings = replace(self.settings, mark=f.mark, mask=f.mask,
+                                expression=f.expression, netns=f.netns, ifname=f.ifname)
+        self._record_settings()
 
     def set_regex(self, regex: str | None) -> None:
         self.settings = replace(self.settings, regex=regex)
@@ -189,7 +206,8 @@ class ReplaySource:
         self.path = path
         self.buffer = buffer
         self.settings = settings or TraceSettings(mark=0)
-        self.samples, self.problems = load_trace(path)
+        recorded: list[dict] = []
+        self.samples, self.problems = load_trace(path, recorded)
         self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
         if self.problems.total > 20:
             self._notices.append(f"{path}: {self.problems.total - 20} more malformed lines")
@@ -197,6 +215,12 @@ class ReplaySource:
         self.settings = replace(self.settings, tracer=tracer)
         self.status = Status(backend="replay", tracer=tracer, ready=True,
                              samples=len(self.samples))
+        if recorded:  # the filter in effect when the trace was recorded (the last change)
+            last = recorded[-1]
+            self.status = replace(self.status, mark=last.get("mark") or 0,
+                                  mask=last.get("mask") or 0xFFFFFFFF,
+                                  expression=last.get("expression"),
+                                  netns=last.get("netns") or 0, ifname=last.get("ifname"))
 
     error = None
     ready = True
@@ -230,8 +254,20 @@ class BadLines(list):
             self.append((number, reason))
 
 
-def load_trace(path: str) -> tuple[list[Sample], BadLines]:
-    """Samples from a JSON-lines file, and (line number, reason) for each bad line.
+SETTINGS_KEY = "ipft_tui_settings"
+
+
+def settings_line(s: TraceSettings) -> str:
+    """What a recording says about how it was traced (a replay shows it)."""
+    return json.dumps({SETTINGS_KEY: {
+        "filter": filter_label(s.mark, s.mask, s.expression, s.netns, s.ifname),
+        "expression": s.expression, "mark": s.mark, "mask": s.mask, "netns": s.netns,
+        "ifname": s.ifname, "backend": s.backend, "tracer": s.tracer, "regex": s.regex}})
+
+
+def load_trace(path: str, settings: list[dict] | None = None) -> tuple[list[Sample], BadLines]:
+    """Samples from a JSON-lines file, and (line number, reason) for each bad line;
+    the recording's settings lines go to `settings` when given.
 
     Only regular files (a FIFO or a device could block or never end); lines are
     read in bounded pieces, so memory stays bounded whatever the file holds."""
@@ -254,6 +290,15 @@ def load_trace(path: str) -> tuple[list[Sample], BadLines]:
                     problems.add(number, f"longer than {MAX_LINE >> 20} MiB; skipped")
                     continue
                 if not raw.strip():
+                    continue
+                if raw.startswith(b'{"' + SETTINGS_KEY.encode()):
+                    try:
+                        recorded = json.loads(raw)[SETTINGS_KEY]
+                    except (ValueError, KeyError, TypeError):
+                        problems.add(number, "bad settings line")
+                        continue
+                    if settings is not None and isinstance(recorded, dict):
+                        settings.append(recorded)
                     continue
                 try:
                     samples.append(parse_line(raw.decode("utf-8")))

@@ -194,8 +194,9 @@ def status_text(status: Status, *, rate: float, packets: int, evicted: int, drop
 
     item("backend", status.backend or "starting")
     item("tracer", status.tracer or "-")
+    if live or status.expression or status.mark or status.netns or status.ifname:
+        item("filter", status.filter_label)  # replay: as recorded
     if live:
-        item("mark", f"0x{status.mark:x}/0x{status.mask:x}")
         item("probes", f"{status.attached}/{status.total}")
         item("ev/s", fmt.count(rate))
     if status.track_skb:
