@@ -30,7 +30,7 @@ def run(*args, env=None, user=None, timeout=120):
     (["-m", "1", "--mask", "0", "-o", "json"], "mask 0 is not allowed"),
     (["-m", "0", "-o", "json"], "mark 0 is not allowed"),
     (["-m", "1", "-r", "(", "-o", "json"], "invalid regex '\\('"),
-    (["-o", "json"], "--mark is required"),
+    (["-o", "json"], "nothing to trace: give a pcap-filter expression"),
 ])
 def test_bad_input_is_refused_before_tracing(args, message, bpf_ready):
     proc = run(*args)
