@@ -16,6 +16,7 @@ from .kernel.btf import BTFError
 from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
+from .outputs.paths import PathsOutput
 from .settings import TraceSettings, select
 from .tracing import backends
 
@@ -146,6 +147,8 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     settings.set_rlimit = not args.no_set_rlimit
     if args.output == "json":
         output = JsonOutput(sys.stdout, with_tuple=args.output_tuple)
+    elif args.output in ("paths", "paths-json"):
+        output = PathsOutput(sys.stdout, as_json=args.output == "paths-json", progress=err)
     else:
         output = AggregateOutput(sys.stdout, settings.tracer, progress=err,
                                  with_fields=extension is not None,
@@ -210,7 +213,7 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     if collector.error and collector.status.samples == 0 and not stop.is_set():
         raise collector.error
     consume()
-    if isinstance(output, AggregateOutput):
+    if isinstance(output, (AggregateOutput, PathsOutput)):
         err("\n")
     output.finish()
     lost = collector.status.lost
