@@ -3,6 +3,7 @@
     drop == NO_SOCKET and dport == 7777
     fn ~ nf_hook and duration > 50us
     dev == veth0 or not (netns == 4026531840)
+    path == "ip_output > dev_queue_xmit > kfree_skb"
 
 A comparison is `field op value`; `and` binds tighter than `or`; `not` and
 parentheses as usual. Operators: == != < <= > >= ~ (regex search) !~. Fields that
@@ -24,6 +25,7 @@ from .model import L4_NAMES, Packet, packet_id_text
 from .paths import outcome
 
 Predicate = Callable[[Packet], bool]
+PATH_JOIN = " > "  # `path == "ip_rcv > udp_rcv > consume_skb"`: the paths view's Enter
 
 
 class FilterError(ValueError):
@@ -53,6 +55,7 @@ FIELDS: dict[str, tuple[Callable[[Packet], object], bool, bool]] = {
     "first": (lambda p: p.first.function, False, False),
     "last": (lambda p: p.last.function, False, False),
     "fn": (lambda p: p.functions, True, False),
+    "path": (lambda p: PATH_JOIN.join(p.path()[0]), False, False),
     "cpu": (lambda p: p.cpus, True, True),
     "dev": (lambda p: {m.ifname for m in p.metas() if m.ifname}, True, False),
     "ifindex": (lambda p: {m.ifindex for m in p.metas() if m.ifindex}, True, True),
@@ -86,7 +89,10 @@ def _tokens(text: str) -> list[_Token]:
             break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise FilterError(f"unexpected {text[pos:].lstrip()[:1]!r}", pos + 1)
+            start = len(text) - len(text[pos:].lstrip())  # the culprit, not the space before
+            culprit = text[start]
+            hint = " (comparisons: == != < <= > >= ~ !~)" if culprit in "=!" else ""
+            raise FilterError(f"unexpected {culprit!r}{hint}", start + 1)
         kind = m.lastgroup
         value = m.group(kind)
         column = m.start(kind) + 1
@@ -233,3 +239,8 @@ def compile_filter(text: str) -> Predicate | None:
     if not text.strip():
         return None
     return _Parser(text).parse()
+
+
+def path_expression(functions: tuple[str, ...]) -> str:
+    """The filter that keeps the journeys taking exactly this path."""
+    return f'path == "{PATH_JOIN.join(functions)}"'

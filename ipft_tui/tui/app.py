@@ -19,7 +19,9 @@ from ..errors import IpftError
 from ..extensions import load_extension
 from ..model import PacketStore, packet_id_text
 from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
+from .filter_bar import FilterBar
 from .packet_list import PacketList
+from .paths_view import PathsScreen
 from .widgets import DetailPane, JourneyTree, StatusBar, status_text
 
 DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
@@ -56,6 +58,8 @@ class IpftApp(App):
         Binding("F", "toggle_follow", "Follow"),
         Binding("p", "toggle_pause", "Pause"),
         Binding("x", "clear", "Clear"),
+        Binding("P", "paths", "Paths"),
+        Binding("backslash", "filter_journeys", "Filter"),
         Binding("e", "expand_all", "Expand", show=False),
         Binding("c", "collapse_all", "Collapse", show=False),
         Binding("g", "first", "First", show=False),
@@ -79,6 +83,7 @@ class IpftApp(App):
         self._rate = 0.0
         self._last_tick: tuple[float, int] | None = None  # (time, samples) the rate counts from
         self._shown_key: int | None = None
+        self.journey_filter = None  # predicate of the \ filter (journey_filter.py)
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
@@ -88,6 +93,7 @@ class IpftApp(App):
         self.detail = DetailPane(id="detail-pane")
         self.attach_bar = ProgressBar(id="attach", show_eta=False)
         self.status_bar = StatusBar(id="status")
+        self.filter_bar = FilterBar(id="journey-filter")
         yield Header()
         with Horizontal(id="main"):
             yield self.packet_table
@@ -95,6 +101,7 @@ class IpftApp(App):
                 yield self.journey
                 yield self.detail
         yield self.attach_bar
+        yield self.filter_bar
         yield self.status_bar
         yield Footer()
 
@@ -172,11 +179,16 @@ class IpftApp(App):
         table = self.packet_table
         table.forget_evicted()
         new_keys = {p.key for p in created}
-        shown = set(table.keys) if (self.drops_only or self.function_filter) else None
+        filtered = self.drops_only or self.function_filter or self.journey_filter
+        shown = set(table.keys) if filtered else None
         appear = [p.key for p in created if self._visible(p)]
         if shown is not None:  # a filter is on: changed packets may have become visible
             appear += [k for k in changed - new_keys
                        if k not in shown and self._visible(self.store.packets[k])]
+        if self.journey_filter is not None:  # a listed packet may no longer match
+            gone = {k for k in changed if k in shown and not self._visible(self.store.packets[k])}
+            if gone:
+                table.set_keys([k for k in table.keys if k not in gone])
         table.add_keys(sorted(appear))
         if update_view:
             self._update_view(changed)
@@ -185,6 +197,7 @@ class IpftApp(App):
     def _update_view(self, changed: set[int]) -> None:
         """Once per batch of batches: list, cursor, and the selected journey."""
         table = self.packet_table
+        table.keep_sorted()  # a sort order may have changed with the new samples
         table.refresh()  # rows on screen may have changed
         if self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1)
@@ -195,7 +208,9 @@ class IpftApp(App):
     def _visible(self, packet) -> bool:
         if self.drops_only and packet.drop_reason is None:
             return False
-        return not self.function_filter or packet.has_function(self.function_filter)
+        if self.function_filter and not packet.has_function(self.function_filter):
+            return False
+        return self.journey_filter is None or self.journey_filter(packet)
 
     def _update_status(self) -> None:
         status = self.source.status
@@ -215,6 +230,7 @@ class IpftApp(App):
             status, rate=self._rate, packets=len(self.store.packets), evicted=self.store.evicted,
             drops=self.buffer.dropped, follow=self.follow, paused=self.paused,
             pending=len(self.pending), live=self.source.live))
+        self.filter_bar.show_counts(self.packet_table.row_count, len(self.store.packets))
 
     # -- selection -------------------------------------------------------------------
 
@@ -291,6 +307,26 @@ class IpftApp(App):
         self.drops_only = not self.drops_only
         self._rebuild_table()
         self.notify("only dropped packets" if self.drops_only else "all packets")
+
+    def action_paths(self) -> None:
+        def done(expression) -> None:
+            if expression:
+                self.filter_bar.set_expression(expression)
+                self.follow = False
+                self.packet_table.focus()
+
+        self.push_screen(PathsScreen(self.store), done)
+
+    def action_filter_journeys(self) -> None:
+        self.filter_bar.open()
+
+    def on_filter_bar_applied(self, event: FilterBar.Applied) -> None:
+        self.journey_filter = event.predicate
+        self._rebuild_table()
+        self._update_status()
+
+    def on_filter_bar_done(self, event: FilterBar.Done) -> None:
+        self.packet_table.focus()
 
     def action_find_function(self) -> None:
         names = sorted(self.store.interned.names)
