@@ -1,11 +1,14 @@
 """Pilot tests of the paths view, the journey filter bar, sorting, the waterfall and
 compare, on recorded traces (paths.jsonl: its paths are known, see make_paths_trace.py)."""
 
+from ipft_tui import formatting as fmt
 from ipft_tui.model import PacketStore
+from ipft_tui.tui.compare import CompareScreen, CompareTable
 from ipft_tui.tui.filter_bar import FilterBar
 from ipft_tui.tui.packet_list import PacketList
 from ipft_tui.tui.paths_view import PathsScreen, PathTable
 from ipft_tui.tui.sources import load_trace
+from ipft_tui.tui.waterfall import WaterfallScreen, WaterfallView
 from tests.tui_support import DATA, replay_app
 
 SMALL = (80, 24)
@@ -151,3 +154,72 @@ async def test_sort_by_keys_and_header_click_stays_on_the_packet():
         lengths = [len(packets[k]) for k in table.keys]
         assert len(lengths) == 24 and lengths == sorted(lengths)
         assert table.selected_key() == selected
+
+
+async def test_waterfall_bars_lanes_and_slowest_hop():
+    app = replay_app("paths.jsonl")
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        await pilot.press(*["down"] * 4)  # packet 4: the netfilter drop waiting 20 us
+        packet = app.store.packets[app.query_one(PacketList).selected_key()]
+        assert packet.drop_reason == "NETFILTER_DROP"
+        await pilot.press("W")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, WaterfallScreen)
+        view = screen.query_one(WaterfallView)
+        assert [b.function for b in view.bars] == [s.function for s in packet.samples]
+        assert view.rows[0] == "cpu 0 · veth0@4026532177" and view.rows[4] == \
+            "cpu 1 · veth1@4026532281"
+        assert view.bars[view.slowest].function == "nf_hook_slow"  # 20 us before kfree_skb
+        lines = [view.render_line(y).text for y in range(view.size.height)]
+        assert lines[0].rstrip().endswith(fmt.duration(packet.duration))
+        slow_line = next(line for line in lines if line.startswith("nf_hook_slow"))
+        assert slow_line.count("█") > 2 * max(line.count("█") for line in lines
+                                               if line is not slow_line)
+        # The tree's keys move the cursor; s jumps to the slowest hop.
+        await pilot.press("j", "j", "down")
+        assert view.cursor == 3
+        detail = screen.query_one("#waterfall-detail").render().plain
+        assert detail.startswith("netif_rx  at +3.3µs") and "cpu 1 · veth1" in detail
+        await pilot.press("s")
+        assert "slowest hop" in screen.query_one("#waterfall-detail").render().plain
+        await pilot.press("G", "k")
+        assert view.cursor == len(view.bars) - 2
+        await pilot.press("escape")
+        assert not isinstance(app.screen, WaterfallScreen)
+
+
+async def test_waterfall_of_calls_shows_duration_and_self_time():
+    app = replay_app("graph.jsonl")
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        await pilot.press("W")
+        await pilot.pause()
+        view = app.screen.query_one(WaterfallView)
+        bar = view.bars[view.slowest]
+        assert (bar.function, bar.length, bar.self_time, bar.depth) == \
+            ("__udp4_lib_rcv", 12_000, 12_000, 6)
+        top = view.bars[0]
+        assert (top.function, top.length, top.self_time) == ("ip_rcv", 32_200, 4_400)
+        assert "32.2µs    4.4µs" in view.render_line(2).text
+
+
+async def test_compare_marks_a_and_b_and_finds_the_divergence():
+    app = replay_app("paths.jsonl")
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        await pilot.press("equals_sign")  # nothing marked yet: a warning, no screen
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.press("v", "down", "equals_sign")  # A delivered, B dropped NO_SOCKET
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        table = screen.query_one(CompareTable)
+        assert screen.divergence == 6 and table.cursor_row == 6
+        assert cells(table, 6)[:6] == ["~", "7", "consume_skb", "+8.0µs", "kfree_skb", "+8.9µs"]
+        assert cells(table, 6)[6] == "+1.0µs"  # 950 ns later, shown rounded
+        assert [cells(table, r)[0] for r in range(6)] == ["="] * 6
+        title = screen.query_one("#compare-title").render().plain
+        assert "first divergence at step 7: A consume_skb  vs  B kfree_skb" in title
+        assert "B: packet 1  drop: NO_SOCKET" in title

@@ -21,7 +21,9 @@ from ..model import PacketStore, packet_id_text
 from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
 from .filter_bar import FilterBar
 from .packet_list import PacketList
+from .compare import CompareScreen
 from .paths_view import PathsScreen
+from .waterfall import WaterfallScreen
 from .widgets import DetailPane, JourneyTree, StatusBar, status_text
 
 DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
@@ -60,6 +62,9 @@ class IpftApp(App):
         Binding("x", "clear", "Clear"),
         Binding("P", "paths", "Paths"),
         Binding("backslash", "filter_journeys", "Filter"),
+        Binding("W", "waterfall", "Waterfall"),
+        Binding("v", "mark_a", "Mark A", show=False),
+        Binding("equals_sign", "compare", "Compare", show=False),
         Binding("e", "expand_all", "Expand", show=False),
         Binding("c", "collapse_all", "Collapse", show=False),
         Binding("g", "first", "First", show=False),
@@ -84,6 +89,7 @@ class IpftApp(App):
         self._last_tick: tuple[float, int] | None = None  # (time, samples) the rate counts from
         self._shown_key: int | None = None
         self.journey_filter = None  # predicate of the \ filter (journey_filter.py)
+        self.compare_a: int | None = None  # key of the packet marked with v
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
@@ -316,6 +322,34 @@ class IpftApp(App):
                 self.packet_table.focus()
 
         self.push_screen(PathsScreen(self.store), done)
+
+    def _selected_packet(self):
+        key = self.packet_table.selected_key()
+        packet = self.store.packets.get(key) if key is not None else None
+        if packet is None:
+            self.notify("no packet selected", severity="warning")
+        return packet
+
+    def action_waterfall(self) -> None:
+        packet = self._selected_packet()
+        if packet is not None:
+            graph = self.source.settings.tracer == "function_graph"
+            self.push_screen(WaterfallScreen(packet, graph))
+
+    def action_mark_a(self) -> None:
+        packet = self._selected_packet()
+        if packet is not None:
+            self.compare_a = packet.key
+            self.notify(f"packet {packet.key} is A: select another and press = to compare")
+
+    def action_compare(self) -> None:
+        a = self.store.packets.get(self.compare_a) if self.compare_a is not None else None
+        if a is None:
+            self.notify("mark packet A with v first", severity="warning")
+            return
+        b = self._selected_packet()
+        if b is not None:
+            self.push_screen(CompareScreen(a, b))
 
     def action_filter_journeys(self) -> None:
         self.filter_bar.open()
