@@ -62,6 +62,7 @@ class IpftApp(App):
         Binding("x", "clear", "Clear"),
         Binding("P", "paths", "Paths"),
         Binding("backslash", "filter_journeys", "Filter"),
+        Binding("escape", "clear_journey_filter", show=False),
         Binding("W", "waterfall", "Waterfall"),
         Binding("v", "mark_a", "Mark A", show=False),
         Binding("equals_sign", "compare", "Compare", show=False),
@@ -353,6 +354,10 @@ class IpftApp(App):
 
     def action_filter_journeys(self) -> None:
         self.filter_bar.open()
+
+    def action_clear_journey_filter(self) -> None:
+        if self.journey_filter is not None:
+            self.filter_bar.clear()
 
     def on_filter_bar_applied(self, event: FilterBar.Applied) -> None:
         self.journey_filter = event.predicate

@@ -15,8 +15,7 @@ from textual.widgets import Input, Static
 
 from ..journey_filter import FilterError, Predicate, compile_filter
 
-HINT = ("e.g. drop == NO_SOCKET and dport == 7777 · fn ~ nf_hook and duration > 50us · "
-        "dev == veth0   Enter: keep  Esc: clear")
+HINT = "e.g. drop == NO_SOCKET and dport == 7777, fn ~ nf_hook and duration > 50us"
 
 
 class FilterInput(Input):
@@ -32,8 +31,6 @@ class FilterBar(Vertical):
     DEFAULT_CSS = """
     FilterBar { height: auto; display: none; background: $boost; }
     FilterBar.open, FilterBar.active { display: block; }
-    FilterBar #filter-line { height: 1; }
-    FilterBar FilterInput { border: none; height: 1; padding: 0; background: $boost; }
     FilterBar #filter-status { height: auto; }
     """
 
@@ -54,7 +51,8 @@ class FilterBar(Vertical):
         self.counts = (0, 0)
 
     def compose(self) -> ComposeResult:
-        yield FilterInput(placeholder="filter journeys: field op value …", id="filter-input")
+        yield FilterInput(placeholder="filter journeys: field op value …", id="filter-input",
+                          compact=True)
         yield Static("", id="filter-status")
 
     @property
@@ -74,10 +72,15 @@ class FilterBar(Vertical):
 
     def set_expression(self, text: str) -> bool:
         """Sets the filter from outside (the paths view); False if it does not parse."""
-        self.input.value = text
+        with self.prevent(Input.Changed):
+            self.input.value = text
         ok = self._apply(text)
         self.close()
+        self._status()
         return ok
+
+    def clear(self) -> None:
+        self.post_message(self.Cleared())
 
     def _apply(self, text: str) -> bool:
         try:
@@ -98,6 +101,7 @@ class FilterBar(Vertical):
         event.stop()
         if self._apply(event.value):
             self.close()
+            self._status()
             self.post_message(self.Done())
 
     def on_filter_bar_cleared(self, event: Cleared) -> None:
@@ -124,8 +128,8 @@ class FilterBar(Vertical):
         text = Text()
         if self.text:
             text.append(f"{shown}/{total} shown", style="bold")
-            if not self.has_class("open"):
-                text.append(f"  filter: {self.text}  (\\ edit, Esc in the bar clears)", style="dim")
+            text.append("  \\ edit · Esc clear" if not self.has_class("open")
+                        else "  Enter keep · Esc clear", style="dim")
         if self.has_class("open"):
-            text.append(("  " if self.text else "") + HINT, style="dim")
+            text.append(("\n" if self.text else "") + HINT, style="dim")
         status.update(text)

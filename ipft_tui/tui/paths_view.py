@@ -52,6 +52,11 @@ def path_detail(stats: PathStats | None, total: int) -> Text:
     return text
 
 
+def devices(places) -> list[str]:
+    """Places without their namespaces, for the table (the detail has them in full)."""
+    return [place.split("@")[0] for place in places]
+
+
 class PathTable(DataTable):
     BINDINGS = [Binding("j", "cursor_down", show=False), Binding("k", "cursor_up", show=False),
                 Binding("g", "scroll_top", show=False), Binding("G", "scroll_bottom", show=False)]
@@ -109,7 +114,7 @@ class PathsScreen(Screen):
             p50, p99, longest = stats.duration_stats() or (None, None, None)
             table.add_row(str(number), str(stats.count), f"{stats.count / total:.1%}",
                           ends_text(stats), duration(p50), duration(p99), duration(longest),
-                          Text(" > ".join(stats.places), style="green"))
+                          Text(" > ".join(devices(stats.places)), style="green"))
             if selected is not None and stats.functions == selected.functions:
                 row = number - 1
         if self.paths:
