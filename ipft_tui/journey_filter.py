@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import reduce
 from dataclasses import dataclass
 
 from .model import L4_NAMES, Packet, packet_id_text
@@ -152,6 +153,12 @@ def _comparison(name: str, op: str, value: str, column: int) -> Predicate:
     negate = op in ("!=", "!~")
     if name == "fn":
         return _function_match(test, negate)
+    if several and op in ("==", "!="):
+        # Sets of values: a membership test (text fields hold text, numeric ones ints).
+        wanted = value if not numeric else _number(value, column, False)
+        if negate:
+            return lambda p: wanted not in getter(p)
+        return lambda p: wanted in getter(p)
     if several:
         if negate:
             return lambda p: not any(test(v) for v in getter(p))
@@ -193,13 +200,13 @@ class _Parser:
         parts = [self.both()]
         while self.keyword("or"):
             parts.append(self.both())
-        return parts[0] if len(parts) == 1 else lambda p: any(q(p) for q in parts)
+        return reduce(lambda left, right: lambda p: left(p) or right(p), parts)
 
     def both(self) -> Predicate:
         parts = [self.unary()]
         while self.keyword("and"):
             parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else lambda p: all(q(p) for q in parts)
+        return reduce(lambda left, right: lambda p: left(p) and right(p), parts)
 
     def unary(self) -> Predicate:
         if self.keyword("not"):

@@ -147,3 +147,28 @@ def test_filter_errors_say_what_and_where(expression, message, column):
         compile_filter(expression)
     assert message in str(err.value)
     assert err.value.column == column
+
+
+def summary(paths):
+    return [(p.functions, p.count, dict(p.outcomes), sorted(p.durations), set(p.places), p.keys)
+            for p in paths]
+
+
+def test_path_index_follows_new_changed_and_evicted_journeys(store):
+    from ipft_tui.paths import PathIndex
+    index = PathIndex()
+    assert index.update(store.packets)
+    assert summary(index.paths()) == summary(group_paths(store.packets.values()))
+    assert not index.update(store.packets)  # nothing new: nothing done
+    # The open journey ends in a drop (changes path and outcome), a new drop comes,
+    # and with a cap of 5 the two oldest (delivered) journeys are evicted.
+    store.max_packets = 5
+    store.add([Sample(0x500, 60_000, 0, "kfree_skb", False, drop_reason="NETFILTER_DROP"),
+               *journey(0x600, 70_000, DROPPED)])
+    assert index.update(store.packets)
+    assert summary(index.paths()) == summary(group_paths(store.packets.values()))
+    assert [(p.count, p.functions[-1]) for p in index.paths()] == [
+        (3, "kfree_skb"), (1, "consume_skb"), (1, "kfree_skb")]
+    store.clear()
+    index.update(store.packets)
+    assert index.paths() == []

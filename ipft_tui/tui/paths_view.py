@@ -16,9 +16,9 @@ from textual.widgets import DataTable, Footer, Static
 from ..formatting import duration
 from ..journey_filter import path_expression
 from ..model import PacketStore
-from ..paths import CONSUMED, OPEN, PathStats, group_paths
+from ..paths import CONSUMED, OPEN, PathIndex, PathStats
 
-REFRESH_INTERVAL = 0.5  # s: regrouping is O(journeys), so not on every drain tick
+REFRESH_INTERVAL = 0.5  # s: finding changed journeys is O(journeys), so not on every drain tick
 
 
 def ends_text(stats: PathStats) -> Text:
@@ -79,6 +79,7 @@ class PathsScreen(Screen):
         self.interval = interval
         self.paths: list[PathStats] = []
         self._seen: tuple | None = None  # the store's state when last grouped
+        self.index = PathIndex()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="paths-title")
@@ -90,7 +91,7 @@ class PathsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_paths()
+        self.refresh_paths(force=True)
         self.set_interval(self.interval, self.refresh_paths)
         self.query_one(PathTable).focus()
 
@@ -106,7 +107,9 @@ class PathsScreen(Screen):
         self._seen = state
         table = self.query_one(PathTable)
         selected = self.selected()
-        self.paths = group_paths(self.store.packets.values())
+        if not self.index.update(self.store.packets) and not force:
+            return
+        self.paths = self.index.paths()
         total = sum(p.count for p in self.paths)
         table.clear()
         row = 0
