@@ -166,7 +166,7 @@ class WaterfallScreen(Screen):
     BINDINGS = [Binding("escape,q,W", "close", "Back")]
     DEFAULT_CSS = """
     WaterfallScreen #waterfall-title { height: 1; background: $panel; padding: 0 1; }
-    WaterfallScreen #waterfall-detail { height: 2; padding: 0 1; border-top: solid $panel; }
+    WaterfallScreen #waterfall-detail { height: 3; padding: 0 1; border-top: solid $panel; }
     """
 
     class Moved(Message):
@@ -185,11 +185,11 @@ class WaterfallScreen(Screen):
 
     def _title(self) -> Text:
         packet = self.packet
-        text = Text.assemble(("Waterfall", "bold"), f"  packet {packet.key} ",
-                             (packet_id_text(packet.packet_id), "dim"),
+        text = Text.assemble(("Waterfall", "bold"), f"  packet {packet.key}",
                              f"  {len(self.bars)} bars over {fmt.duration(packet.duration)}")
         if packet.drop_reason:
             text.append(f"  dropped: {packet.drop_reason}", style="bold red")
+        text.append(f"  {packet_id_text(packet.packet_id)}", style="dim")
         return text
 
     def on_mount(self) -> None:
