@@ -538,6 +538,10 @@ class IpftApp(App):
             ("Follow newest", "Toggle follow mode", self.action_toggle_follow),
             ("Pause display", "Tracing goes on", self.action_toggle_pause),
             ("Clear packets", "Forget every packet shown", self.action_clear),
+            ("Paths", "Journeys grouped by function sequence", self.action_paths),
+            ("Filter journeys", "An expression over the journeys kept", self.action_filter_journeys),
+            ("Waterfall", "The selected journey on a time axis", self.action_waterfall),
+            ("Mark packet A", "Then = on packet B compares them", self.action_mark_a),
         ):
             yield SystemCommand(title, help_text, action)
 
