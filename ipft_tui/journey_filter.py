@@ -42,6 +42,10 @@ def _along(attr: str):
     return lambda p: {getattr(m, attr) for m in p.metas() if m.saddr}
 
 
+def _fields_text(fields) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
+
+
 def _protos(packet: Packet) -> set[str]:
     return {L4_NAMES.get(m.l4_proto, str(m.l4_proto)) for m in packet.metas() if m.saddr}
 
@@ -49,6 +53,9 @@ def _protos(packet: Packet) -> set[str]:
 # name -> (getter, holds several values per journey, numeric)
 FIELDS: dict[str, tuple[Callable[[Packet], object], bool, bool]] = {
     "id": (lambda p: packet_id_text(p.packet_id), False, False),
+    "key": (lambda p: p.key, False, True),  # the packet list's '#'
+    # An extension's fields, as the packet list shows them: `fields ~ "gso_segs=[2-9]"`
+    "fields": (lambda p: _fields_text(p.last.fields), False, False),
     "samples": (len, False, True),
     "duration": (lambda p: p.duration, False, True),
     "drop": (lambda p: p.drop_reason or "", False, False),
@@ -68,7 +75,7 @@ FIELDS: dict[str, tuple[Callable[[Packet], object], bool, bool]] = {
     "dport": (_along("dport"), True, True),
     "len": (_along("length"), True, True),
 }
-ALIASES = {"function": "fn", "reason": "drop", "ifname": "dev", "src": "saddr", "dst": "daddr",
+ALIASES = {"#": "key", "function": "fn", "reason": "drop", "ifname": "dev", "src": "saddr", "dst": "daddr",
            "duration_ns": "duration"}
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}

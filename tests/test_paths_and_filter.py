@@ -46,6 +46,7 @@ def store() -> PacketStore:
     samples += journey(0x300, 30_000, DROPPED)
     samples += journey(0x400, 40_000, DROPPED)
     samples += journey(0x500, 50_000, OPEN)
+    samples[-1] = samples[-1]._replace(fields={"len": 60})  # an extension's field
     s = PacketStore(max_packets=100)
     s.add(samples)
     return s
@@ -123,6 +124,10 @@ def test_paths_output_collects_batches(store):
     ("last == kfree_skb", {0x300, 0x400}),
     ("proto == udp and saddr == 192.0.2.1", {0x100, 0x200, 0x300, 0x400, 0x500}),
     ("  ", {0x100, 0x200, 0x300, 0x400, 0x500}),
+    ("# >= 4", {0x400, 0x500}),  # keys: 0x100 twice (0, 1), then 2, 3, 4, 5
+    ('path == "ip_output > netif_rx > kfree_skb"', {0x300, 0x400}),
+    ("path ~ dev_queue_xmit$", {0x500}),
+    ('fields ~ "len=60"', {0x500}),
 ])
 def test_filter_selects_journeys(store, expression, expected):
     predicate = compile_filter(expression)
