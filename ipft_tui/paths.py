@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from .model import Packet, durations
 
@@ -116,6 +117,7 @@ class PathIndex:
     samples; a full group_paths would redo every journey each time."""
 
     def __init__(self):
+        self.complete = True  # False: update() ran out of its time budget, call it again
         self._seen: dict[int, tuple] = {}  # key -> (samples, functions, outcome, duration, places)
         self._entries: dict[tuple[str, ...], _Entry] = {}
 
@@ -134,10 +136,17 @@ class PathIndex:
         if not entry.keys:
             del self._entries[functions]
 
-    def update(self, packets: dict[int, Packet]) -> bool:
-        """Brings the index up to `packets` (a PacketStore's, oldest first); True if changed."""
+    def update(self, packets: dict[int, Packet], budget: float | None = None) -> bool:
+        """Brings the index up to `packets` (a PacketStore's, oldest first); True if changed.
+
+        With a budget (s), stops when it is spent (`complete` False): a first look at
+        a million journeys computes every path, seconds of work, so the TUI does it
+        in slices between frames. Journeys already seen are skipped cheaply next time."""
         seen, entries = self._seen, self._entries
         changed = False
+        deadline = None if budget is None else perf_counter() + budget
+        done = 0
+        self.complete = True
         # Stores evict their oldest journeys (or clear them all): gone keys come first.
         while seen:
             key = next(iter(seen))
@@ -157,6 +166,11 @@ class PathIndex:
                 if record[0] == count:
                     continue
                 self._remove(key, record)
+            elif deadline is not None:  # a new journey: its path is computed now, the slow part
+                if done >= 1024 and perf_counter() > deadline:  # at least 1024 at a time
+                    self.complete = False
+                    return True
+                done += 1
             functions, places = packet.path()
             name = outcome(packet)
             took = packet.duration if packet.freed else None

@@ -177,3 +177,21 @@ def test_path_index_follows_new_changed_and_evicted_journeys(store):
     store.clear()
     index.update(store.packets)
     assert index.paths() == []
+
+
+def test_path_index_in_slices_ends_like_at_once(store):
+    from ipft_tui.paths import PathIndex
+    big = PacketStore(max_packets=10_000)
+    for n in range(3000):  # journeys with the store fixture's three paths
+        big.add([s._replace(packet_id=s.packet_id + n * 0x10_000)
+                 for p in store.packets.values() for s in p.samples])
+    index = PathIndex()
+    index.update(big.packets, budget=0)  # no time at all: a slice of 1024 journeys
+    assert not index.complete
+    assert sum(p.count for p in index.paths()) == 1024
+    slices = 1
+    while not index.complete:
+        index.update(big.packets, budget=0)
+        slices += 1
+    assert slices > 3
+    assert summary(index.paths()) == summary(group_paths(big.packets.values()))

@@ -19,6 +19,7 @@ from ..model import PacketStore
 from ..paths import CONSUMED, OPEN, PathIndex, PathStats
 
 REFRESH_INTERVAL = 0.5  # s: finding changed journeys is O(journeys), so not on every drain tick
+SLICE = 0.05  # s of grouping at a time: a first look at many journeys goes on between frames
 
 
 def ends_text(stats: PathStats) -> Text:
@@ -107,8 +108,11 @@ class PathsScreen(Screen):
         self._seen = state
         table = self.query_one(PathTable)
         selected = self.selected()
-        if not self.index.update(self.store.packets) and not force:
+        if not self.index.update(self.store.packets, budget=SLICE) and not force:
             return
+        if not self.index.complete:  # the rest after this frame
+            self._seen = None
+            self.set_timer(0.001, self.refresh_paths)
         self.paths = self.index.paths()
         total = sum(p.count for p in self.paths)
         table.clear()
@@ -122,9 +126,12 @@ class PathsScreen(Screen):
                 row = number - 1
         if self.paths:
             table.move_cursor(row=row)
-        self.query_one("#paths-title", Static).update(Text.assemble(
-            ("Paths", "bold"), f"  {len(self.paths)} distinct, {total} journeys  ",
-            ("Enter: list a path's packets  Esc: back", "dim")))
+        title = Text.assemble(("Paths", "bold"), f"  {len(self.paths)} distinct, {total} journeys  ")
+        if not self.index.complete:
+            title.append(f"grouping… {total}/{len(self.store.packets)}", style="bold yellow")
+        else:
+            title.append("Enter: list a path's packets  Esc: back", style="dim")
+        self.query_one("#paths-title", Static).update(title)
         self._show_detail()
 
     def selected(self) -> PathStats | None:
