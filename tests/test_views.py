@@ -243,3 +243,29 @@ async def test_open_paths_view_updates_on_its_timer_while_packets_arrive():
                 break
             await pilot.pause(0.05)
         assert [cells(table, r)[1] for r in range(4)] == ["12", "6", "4", "2"]
+
+
+async def test_filter_stays_true_while_journeys_grow():
+    app = replay_app("paths.jsonl")
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        table = app.query_one(PacketList)
+        await pilot.press("backslash", *"samples < 3", "enter")
+        assert [len(app.store.packets[k]) for k in table.keys] == [2]  # the open journey
+        still_open = app.store.packets[table.keys[0]]
+        samples, _ = load_trace(str(DATA / "paths.jsonl"))
+        late = samples[-1]._replace(packet_id=still_open.packet_id, timestamp=10**10,
+                                    function="kfree_skb", drop_reason="NO_SOCKET")
+        app.apply([late])  # it grows to 3 samples: no longer shown
+        await pilot.pause()
+        assert table.row_count == 0
+        app.apply([s._replace(packet_id=s.packet_id + 1, timestamp=s.timestamp + 10**10)
+                   for s in samples[:2]])  # a new journey of 2 samples appears
+        await pilot.pause()
+        assert table.row_count == 1
+        status = app.query_one(FilterBar).query_one("#filter-status")
+        for _ in range(40):  # the counts follow on the app's timer
+            if "1/13 shown" in status.render().plain:
+                break
+            await pilot.pause(0.05)
+        assert "1/13 shown" in status.render().plain
