@@ -213,7 +213,9 @@ async def test_compare_marks_a_and_b_and_finds_the_divergence():
         await pilot.pause()
         await pilot.press("equals_sign")  # nothing marked yet: a warning, no screen
         assert not isinstance(app.screen, CompareScreen)
-        await pilot.press("v", "down", "equals_sign")  # A delivered, B dropped NO_SOCKET
+        await pilot.press("v", "equals_sign")  # B is A: nothing to compare
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.press("down", "equals_sign")  # A delivered, B dropped NO_SOCKET
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, CompareScreen)

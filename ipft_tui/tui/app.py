@@ -349,7 +349,9 @@ class IpftApp(App):
             self.notify("mark packet A with v first", severity="warning")
             return
         b = self._selected_packet()
-        if b is not None:
+        if b is a:
+            self.notify("this is packet A: select another packet to compare", severity="warning")
+        elif b is not None:
             self.push_screen(CompareScreen(a, b))
 
     def action_filter_journeys(self) -> None:
