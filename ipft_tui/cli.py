@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the functions/tracepoints that would be traced, then exit")
     p.add_argument("-m", "--mark", help="mark to match (decimal or 0x hex)")
     p.add_argument("--mask", default="0xffffffff", help="bits of the mark to compare (default 0xffffffff)")
-    p.add_argument("-o", "--output", choices=("aggregate", "json"),
-                   help="run headless and print this format on stdout")
+    p.add_argument("-o", "--output", choices=("aggregate", "json", "paths", "paths-json"),
+                   help="run headless and print this format on stdout (paths: the distinct "
+                        "function sequences with counts, endings and durations, on exit)")
     p.add_argument("-r", "--regex", help="only trace functions/tracepoints whose name matches")
     p.add_argument("-s", "--script", help="Lua extension script (ipftrace2's API version 1; "
                                              "emit() returns C source for bcc)")

@@ -14,6 +14,7 @@ from .errors import IpftError
 from .kernel.kallsyms import addresses
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
+from .outputs.paths import PathsOutput
 from .outputs.stdout import GuardedStdout
 from .probe_server import ProbeServer
 from .settings import TraceSettings, filter_label, select
@@ -133,6 +134,8 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     stdout = GuardedStdout(sys.stdout.fileno(), stop, grace=FLUSH_GRACE)
     if args.output == "json":
         output = JsonOutput(stdout, with_tuple=args.output_tuple)
+    elif args.output in ("paths", "paths-json"):
+        output = PathsOutput(stdout, as_json=args.output == "paths-json", progress=err)
     else:
         output = AggregateOutput(stdout, settings.tracer, progress=err,
                                  with_fields=extension is not None,
@@ -196,7 +199,7 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         raise collector.error
     stop.set()  # from here on, a reader that does not read holds us up for FLUSH_GRACE at most
     consume()
-    if isinstance(output, AggregateOutput):
+    if isinstance(output, (AggregateOutput, PathsOutput)):
         err("\n")
     output.finish()
     if stdout.error is not None:

@@ -3,6 +3,7 @@
     drop == NO_SOCKET and dport == 7777
     fn ~ nf_hook and duration > 50us
     dev == veth0 or not (netns == 4026531840)
+    path == "ip_output > dev_queue_xmit > kfree_skb"
 
 A comparison is `field op value`; `and` binds tighter than `or`; `not` and
 parentheses as usual. Operators: == != < <= > >= ~ (regex search) !~. Fields that
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import reduce
 from dataclasses import dataclass
 
 from .model import L4_NAMES, Packet, packet_id_text
 from .paths import outcome
 
 Predicate = Callable[[Packet], bool]
+PATH_JOIN = " > "  # `path == "ip_rcv > udp_rcv > consume_skb"`: the paths view's Enter
 
 
 class FilterError(ValueError):
@@ -39,6 +42,10 @@ def _along(attr: str):
     return lambda p: {getattr(m, attr) for m in p.metas() if m.saddr}
 
 
+def _fields_text(fields) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
+
+
 def _protos(packet: Packet) -> set[str]:
     return {L4_NAMES.get(m.l4_proto, str(m.l4_proto)) for m in packet.metas() if m.saddr}
 
@@ -46,6 +53,9 @@ def _protos(packet: Packet) -> set[str]:
 # name -> (getter, holds several values per journey, numeric)
 FIELDS: dict[str, tuple[Callable[[Packet], object], bool, bool]] = {
     "id": (lambda p: packet_id_text(p.packet_id), False, False),
+    "key": (lambda p: p.key, False, True),  # the packet list's '#'
+    # An extension's fields, as the packet list shows them: `fields ~ "gso_segs=[2-9]"`
+    "fields": (lambda p: _fields_text(p.last.fields), False, False),
     "samples": (len, False, True),
     "duration": (lambda p: p.duration, False, True),
     "drop": (lambda p: p.drop_reason or "", False, False),
@@ -53,6 +63,7 @@ FIELDS: dict[str, tuple[Callable[[Packet], object], bool, bool]] = {
     "first": (lambda p: p.first.function, False, False),
     "last": (lambda p: p.last.function, False, False),
     "fn": (lambda p: p.functions, True, False),
+    "path": (lambda p: PATH_JOIN.join(p.path()[0]), False, False),
     "cpu": (lambda p: p.cpus, True, True),
     "dev": (lambda p: {m.ifname for m in p.metas() if m.ifname}, True, False),
     "ifindex": (lambda p: {m.ifindex for m in p.metas() if m.ifindex}, True, True),
@@ -64,7 +75,7 @@ FIELDS: dict[str, tuple[Callable[[Packet], object], bool, bool]] = {
     "dport": (_along("dport"), True, True),
     "len": (_along("length"), True, True),
 }
-ALIASES = {"function": "fn", "reason": "drop", "ifname": "dev", "src": "saddr", "dst": "daddr",
+ALIASES = {"#": "key", "function": "fn", "reason": "drop", "ifname": "dev", "src": "saddr", "dst": "daddr",
            "duration_ns": "duration"}
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -86,7 +97,10 @@ def _tokens(text: str) -> list[_Token]:
             break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise FilterError(f"unexpected {text[pos:].lstrip()[:1]!r}", pos + 1)
+            start = len(text) - len(text[pos:].lstrip())  # the culprit, not the space before
+            culprit = text[start]
+            hint = " (comparisons: == != < <= > >= ~ !~)" if culprit in "=!" else ""
+            raise FilterError(f"unexpected {culprit!r}{hint}", start + 1)
         kind = m.lastgroup
         value = m.group(kind)
         column = m.start(kind) + 1
@@ -146,6 +160,12 @@ def _comparison(name: str, op: str, value: str, column: int) -> Predicate:
     negate = op in ("!=", "!~")
     if name == "fn":
         return _function_match(test, negate)
+    if several and op in ("==", "!="):
+        # Sets of values: a membership test (text fields hold text, numeric ones ints).
+        wanted = value if not numeric else _number(value, column, False)
+        if negate:
+            return lambda p: wanted not in getter(p)
+        return lambda p: wanted in getter(p)
     if several:
         if negate:
             return lambda p: not any(test(v) for v in getter(p))
@@ -187,13 +207,13 @@ class _Parser:
         parts = [self.both()]
         while self.keyword("or"):
             parts.append(self.both())
-        return parts[0] if len(parts) == 1 else lambda p: any(q(p) for q in parts)
+        return reduce(lambda left, right: lambda p: left(p) or right(p), parts)
 
     def both(self) -> Predicate:
         parts = [self.unary()]
         while self.keyword("and"):
             parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else lambda p: all(q(p) for q in parts)
+        return reduce(lambda left, right: lambda p: left(p) and right(p), parts)
 
     def unary(self) -> Predicate:
         if self.keyword("not"):
@@ -233,3 +253,8 @@ def compile_filter(text: str) -> Predicate | None:
     if not text.strip():
         return None
     return _Parser(text).parse()
+
+
+def path_expression(functions: tuple[str, ...]) -> str:
+    """The filter that keeps the journeys taking exactly this path."""
+    return f'path == "{PATH_JOIN.join(functions)}"'

@@ -85,10 +85,11 @@ def check_options(args: argparse.Namespace) -> Startup:
         _refuse(args, "TUI only (with -o json, redirect stdout to a file to record)",
                 record="--record", overwrite="--overwrite", replay="--replay",
                 max_packets="--max-packets")
-        if args.output == "json":
+        if args.output != "aggregate":
             _refuse(args, "-o aggregate only (JSON streams samples before it is known how "
-                    "the journey ends)", drops_only="--drops-only", split_on_free="--split-on-free")
-        else:
+                    "the journey ends; paths always end journeys where the skb is freed)",
+                    drops_only="--drops-only", split_on_free="--split-on-free")
+        if args.output != "json":
             _refuse(args, "-o json only", output_tuple="--output-tuple")
     else:
         _refuse(args, "headless only (with -o); the TUI shows flows and drops itself",

@@ -18,10 +18,11 @@ from tests.tui_support import recorder_app, replay_app  # noqa: E402
 
 OUT = REPO / "screenshots"
 SIZE = (150, 40)
+SMALL = (80, 24)
 
 
-async def shoot(name: str, app, keys: list[str]) -> Path:
-    async with app.run_test(size=SIZE) as pilot:
+async def shoot(name: str, app, keys: list[str], size: tuple[int, int] = SIZE) -> Path:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         for key in keys:
             await pilot.press(key)
@@ -43,6 +44,13 @@ async def main() -> None:
         # A journey followed into a clone; Tab to the details, Page Down to its kernel stack.
         await shoot("follow-stack", replay_app("follow.jsonl"),
                     ["G", "enter", *["down"] * 8, "tab", "pagedown"]),
+        # Issue #17's views at 80x24, on a trace whose paths are known.
+        await shoot("paths", replay_app("paths.jsonl"), ["P", "down"], SMALL),
+        await shoot("waterfall", replay_app("paths.jsonl"), [*["down"] * 4, "W", "s"], SMALL),
+        await shoot("compare", replay_app("paths.jsonl"), ["v", *["down"] * 4, "equals_sign"],
+                    SMALL),
+        await shoot("journey-filter", replay_app("paths.jsonl"),
+                    ["backslash", *"fn ~ nf_hook or drop == NO_SOCKET"], SMALL),
     ]
     converter = shutil.which("rsvg-convert")
     for svg in shots:

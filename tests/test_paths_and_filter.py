@@ -46,6 +46,7 @@ def store() -> PacketStore:
     samples += journey(0x300, 30_000, DROPPED)
     samples += journey(0x400, 40_000, DROPPED)
     samples += journey(0x500, 50_000, OPEN)
+    samples[-1] = samples[-1]._replace(fields={"len": 60})  # an extension's field
     s = PacketStore(max_packets=100)
     s.add(samples)
     return s
@@ -123,6 +124,10 @@ def test_paths_output_collects_batches(store):
     ("last == kfree_skb", {0x300, 0x400}),
     ("proto == udp and saddr == 192.0.2.1", {0x100, 0x200, 0x300, 0x400, 0x500}),
     ("  ", {0x100, 0x200, 0x300, 0x400, 0x500}),
+    ("# >= 4", {0x400, 0x500}),  # keys: 0x100 twice (0, 1), then 2, 3, 4, 5
+    ('path == "ip_output > netif_rx > kfree_skb"', {0x300, 0x400}),
+    ("path ~ dev_queue_xmit$", {0x500}),
+    ('fields ~ "len=60"', {0x500}),
 ])
 def test_filter_selects_journeys(store, expression, expected):
     predicate = compile_filter(expression)
@@ -147,3 +152,46 @@ def test_filter_errors_say_what_and_where(expression, message, column):
         compile_filter(expression)
     assert message in str(err.value)
     assert err.value.column == column
+
+
+def summary(paths):
+    return [(p.functions, p.count, dict(p.outcomes), sorted(p.durations), set(p.places), p.keys)
+            for p in paths]
+
+
+def test_path_index_follows_new_changed_and_evicted_journeys(store):
+    from ipft_tui.paths import PathIndex
+    index = PathIndex()
+    assert index.update(store.packets)
+    assert summary(index.paths()) == summary(group_paths(store.packets.values()))
+    assert not index.update(store.packets)  # nothing new: nothing done
+    # The open journey ends in a drop (changes path and outcome), a new drop comes,
+    # and with a cap of 5 the two oldest (delivered) journeys are evicted.
+    store.max_packets = 5
+    store.add([Sample(0x500, 60_000, 0, "kfree_skb", False, drop_reason="NETFILTER_DROP"),
+               *journey(0x600, 70_000, DROPPED)])
+    assert index.update(store.packets)
+    assert summary(index.paths()) == summary(group_paths(store.packets.values()))
+    assert [(p.count, p.functions[-1]) for p in index.paths()] == [
+        (3, "kfree_skb"), (1, "consume_skb"), (1, "kfree_skb")]
+    store.clear()
+    index.update(store.packets)
+    assert index.paths() == []
+
+
+def test_path_index_in_slices_ends_like_at_once(store):
+    from ipft_tui.paths import PathIndex
+    big = PacketStore(max_packets=10_000)
+    for n in range(3000):  # journeys with the store fixture's three paths
+        big.add([s._replace(packet_id=s.packet_id + n * 0x10_000)
+                 for p in store.packets.values() for s in p.samples])
+    index = PathIndex()
+    index.update(big.packets, budget=0)  # no time at all: a slice of 1024 journeys
+    assert not index.complete
+    assert sum(p.count for p in index.paths()) == 1024
+    slices = 1
+    while not index.complete:
+        index.update(big.packets, budget=0)
+        slices += 1
+    assert slices > 3
+    assert summary(index.paths()) == summary(group_paths(big.packets.values()))

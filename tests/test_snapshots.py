@@ -46,3 +46,51 @@ def test_followed_journey_with_clone_and_stack(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=to_the_drop)
+
+
+# The views of issue #17 at the smallest supported terminal, on paths.jsonl (known paths).
+SMALL = (80, 24)
+
+
+def test_paths_view(snap_compare):
+    assert snap_compare(replay_app("paths.jsonl"), terminal_size=SMALL, press=["P", "down"])
+
+
+def test_waterfall_view(snap_compare):
+    assert snap_compare(replay_app("paths.jsonl"), terminal_size=SMALL,
+                        press=["down", "down", "down", "down", "W", "s"])
+
+
+def test_waterfall_of_calls(snap_compare):
+    assert snap_compare(replay_app("graph.jsonl"), terminal_size=SMALL, press=["W"])
+
+
+def test_compare_view(snap_compare):
+    assert snap_compare(replay_app("paths.jsonl"), terminal_size=SMALL,
+                        press=["v", "down", "down", "down", "down", "equals_sign"])
+
+
+def test_journey_filter_error_in_place(snap_compare):
+    app = replay_app("paths.jsonl")
+
+    async def type_filter(pilot):
+        await pilot.pause()
+        await pilot.press("backslash")
+        for inp in app.screen.query("Input"):
+            inp.cursor_blink = False
+        await pilot.press(*"drop == NO_SOCKET and dport = 9")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SMALL, run_before=type_filter)
+
+
+def test_filtered_and_sorted_list(snap_compare):
+    app = replay_app("paths.jsonl")
+
+    async def filter_and_sort(pilot):
+        await pilot.pause()
+        await pilot.press("backslash", *"fn ~ ip_rcv", "enter")
+        await pilot.press(*["greater_than_sign"] * 5, "I")  # duration, longest first
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SMALL, run_before=filter_and_sort)

@@ -18,7 +18,11 @@ from ..extensions import load_extension
 from ..model import PacketStore, packet_id_text
 from ..settings import PacketFilters
 from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
+from .filter_bar import FilterBar
 from .packet_list import PacketList
+from .compare import CompareScreen
+from .paths_view import PathsScreen
+from .waterfall import WaterfallScreen
 from .widgets import DetailPane, JourneyTree, StatusBar, status_text
 
 DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
@@ -55,6 +59,12 @@ class IpftApp(App):
         Binding("F", "toggle_follow", "Follow"),
         Binding("p", "toggle_pause", "Pause"),
         Binding("x", "clear", "Clear"),
+        Binding("P", "paths", "Paths"),
+        Binding("backslash", "filter_journeys", "Filter"),
+        Binding("escape", "clear_journey_filter", show=False),
+        Binding("W", "waterfall", "Waterfall"),
+        Binding("v", "mark_a", "Mark A", show=False),
+        Binding("equals_sign", "compare", "Compare", show=False),
         Binding("e", "expand_all", "Expand", show=False),
         Binding("c", "collapse_all", "Collapse", show=False),
         Binding("g", "first", "First", show=False),
@@ -78,6 +88,8 @@ class IpftApp(App):
         self._rate = 0.0
         self._last_tick: tuple[float, int] | None = None  # (time, samples) the rate counts from
         self._shown_key: int | None = None
+        self.journey_filter = None  # predicate of the \ filter (journey_filter.py)
+        self.compare_a: int | None = None  # key of the packet marked with v
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
@@ -87,6 +99,7 @@ class IpftApp(App):
         self.detail = DetailPane(id="detail-pane")
         self.attach_bar = ProgressBar(id="attach", show_eta=False)
         self.status_bar = StatusBar(id="status")
+        self.filter_bar = FilterBar(id="journey-filter")
         yield Header()
         with Horizontal(id="main"):
             yield self.packet_table
@@ -94,6 +107,7 @@ class IpftApp(App):
                 yield self.journey
                 yield self.detail
         yield self.attach_bar
+        yield self.filter_bar
         yield self.status_bar
         yield Footer()
 
@@ -171,11 +185,16 @@ class IpftApp(App):
         table = self.packet_table
         table.forget_evicted()
         new_keys = {p.key for p in created}
-        shown = set(table.keys) if (self.drops_only or self.function_filter) else None
+        filtered = self.drops_only or self.function_filter or self.journey_filter
+        shown = set(table.keys) if filtered else None
         appear = [p.key for p in created if self._visible(p)]
         if shown is not None:  # a filter is on: changed packets may have become visible
             appear += [k for k in changed - new_keys
                        if k not in shown and self._visible(self.store.packets[k])]
+        if self.journey_filter is not None:  # a listed packet may no longer match
+            gone = {k for k in changed if k in shown and not self._visible(self.store.packets[k])}
+            if gone:
+                table.set_keys([k for k in table.keys if k not in gone])
         table.add_keys(sorted(appear))
         if update_view:
             self._update_view(changed)
@@ -184,6 +203,7 @@ class IpftApp(App):
     def _update_view(self, changed: set[int]) -> None:
         """Once per batch of batches: list, cursor, and the selected journey."""
         table = self.packet_table
+        table.keep_sorted()  # a sort order may have changed with the new samples
         table.refresh()  # rows on screen may have changed
         if self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1)
@@ -194,7 +214,9 @@ class IpftApp(App):
     def _visible(self, packet) -> bool:
         if self.drops_only and packet.drop_reason is None:
             return False
-        return not self.function_filter or packet.has_function(self.function_filter)
+        if self.function_filter and not packet.has_function(self.function_filter):
+            return False
+        return self.journey_filter is None or self.journey_filter(packet)
 
     def _update_status(self) -> None:
         status = self.source.status
@@ -214,6 +236,7 @@ class IpftApp(App):
             status, rate=self._rate, packets=len(self.store.packets), evicted=self.store.evicted,
             drops=self.buffer.dropped, follow=self.follow, paused=self.paused,
             pending=len(self.pending), live=self.source.live))
+        self.filter_bar.show_counts(self.packet_table.row_count, len(self.store.packets))
 
     # -- selection -------------------------------------------------------------------
 
@@ -290,6 +313,60 @@ class IpftApp(App):
         self.drops_only = not self.drops_only
         self._rebuild_table()
         self.notify("only dropped packets" if self.drops_only else "all packets")
+
+    def action_paths(self) -> None:
+        def done(expression) -> None:
+            if expression:
+                self.filter_bar.set_expression(expression)
+                self.follow = False
+                self.packet_table.focus()
+
+        self.push_screen(PathsScreen(self.store), done)
+
+    def _selected_packet(self):
+        key = self.packet_table.selected_key()
+        packet = self.store.packets.get(key) if key is not None else None
+        if packet is None:
+            self.notify("no packet selected", severity="warning")
+        return packet
+
+    def action_waterfall(self) -> None:
+        packet = self._selected_packet()
+        if packet is not None:
+            graph = self.source.settings.tracer == "function_graph"
+            self.push_screen(WaterfallScreen(packet, graph))
+
+    def action_mark_a(self) -> None:
+        packet = self._selected_packet()
+        if packet is not None:
+            self.compare_a = packet.key
+            self.notify(f"packet {packet.key} is A: select another and press = to compare")
+
+    def action_compare(self) -> None:
+        a = self.store.packets.get(self.compare_a) if self.compare_a is not None else None
+        if a is None:
+            self.notify("mark packet A with v first", severity="warning")
+            return
+        b = self._selected_packet()
+        if b is a:
+            self.notify("this is packet A: select another packet to compare", severity="warning")
+        elif b is not None:
+            self.push_screen(CompareScreen(a, b))
+
+    def action_filter_journeys(self) -> None:
+        self.filter_bar.open()
+
+    def action_clear_journey_filter(self) -> None:
+        if self.journey_filter is not None:
+            self.filter_bar.clear()
+
+    def on_filter_bar_applied(self, event: FilterBar.Applied) -> None:
+        self.journey_filter = event.predicate
+        self._rebuild_table()
+        self._update_status()
+
+    def on_filter_bar_done(self, event: FilterBar.Done) -> None:
+        self.packet_table.focus()
 
     def action_find_function(self) -> None:
         names = sorted(self.store.interned.names)
@@ -462,6 +539,10 @@ class IpftApp(App):
             ("Follow newest", "Toggle follow mode", self.action_toggle_follow),
             ("Pause display", "Tracing goes on", self.action_toggle_pause),
             ("Clear packets", "Forget every packet shown", self.action_clear),
+            ("Paths", "Journeys grouped by function sequence", self.action_paths),
+            ("Filter journeys", "An expression over the journeys kept", self.action_filter_journeys),
+            ("Waterfall", "The selected journey on a time axis", self.action_waterfall),
+            ("Mark packet A", "Then = on packet B compares them", self.action_mark_a),
         ):
             yield SystemCommand(title, help_text, action)
 

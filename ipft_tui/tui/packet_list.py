@@ -19,6 +19,7 @@ from textual.strip import Strip
 
 from .. import formatting as fmt
 from ..model import Packet, PacketStore, flow_text, packet_id_text
+from .sorting import sorted_keys
 
 # (title, width, right-aligned)
 COLUMNS = (("#", 6, True), ("first seen", 11, True), ("samples", 7, True), ("first", 18, False),
@@ -74,6 +75,9 @@ class PacketList(ScrollView, can_focus=True):
         Binding("pageup", "page_up", show=False),
         Binding("pagedown", "page_down", show=False),
         Binding("enter", "select", "Open", show=False),
+        Binding("greater_than_sign", "sort(1)", "Sort >", show=False),
+        Binding("less_than_sign", "sort(-1)", "Sort <", show=False),
+        Binding("I", "sort(0)", "Invert sort", show=False),
     ]
     DEFAULT_CSS = "PacketList { overflow-x: auto; overflow-y: auto; }"
 
@@ -92,6 +96,8 @@ class PacketList(ScrollView, can_focus=True):
         self.store = store
         self.keys: list[int] = []
         self.cursor_row = 0
+        self.sort_column = 0  # index into COLUMNS; 0 ('#', ascending): arrival order
+        self.sort_reverse = False
 
     # -- content ---------------------------------------------------------------------
 
@@ -100,11 +106,16 @@ class PacketList(ScrollView, can_focus=True):
         return len(self.keys)
 
     def set_keys(self, keys: list[int]) -> None:
-        self.keys = keys
+        self.keys = self._sorted(keys) if self.sorting else keys
         self.cursor_row = min(self.cursor_row, max(len(keys) - 1, 0))
         self._changed()
 
     def add_keys(self, keys: list[int]) -> None:
+        if self.sorting:
+            if keys:
+                self.keys.extend(keys)
+                self.keep_sorted()
+            return
         if keys and self.keys and keys[0] < self.keys[-1]:
             for key in keys:
                 insort(self.keys, key)
@@ -114,6 +125,14 @@ class PacketList(ScrollView, can_focus=True):
 
     def forget_evicted(self) -> None:
         """Drop rows whose packets the store evicted (always the oldest)."""
+        if self.sorting:
+            kept = [k for k in self.keys if k in self.store.packets]
+            if len(kept) != len(self.keys):
+                selected = self.selected_key()
+                self.keys = kept
+                self._put_cursor_on(selected)
+                self._changed()
+            return
         if self.keys and self.keys[0] not in self.store.packets:
             oldest = next(iter(self.store.packets), None)
             cut = len(self.keys) if oldest is None else bisect_left(self.keys, oldest)
@@ -127,6 +146,53 @@ class PacketList(ScrollView, can_focus=True):
     def _changed(self) -> None:
         self.virtual_size = Size(WIDTH, len(self.keys) + 1)
         self.refresh()
+
+    # -- sorting (keys: > < I, or a click on a column title) --------------------------
+
+    @property
+    def sorting(self) -> bool:
+        return self.sort_column != 0 or self.sort_reverse
+
+    def _sorted(self, keys: list[int]) -> list[int]:
+        return sorted_keys(keys, self.store.packets, COLUMNS[self.sort_column][0],
+                           self.sort_reverse)
+
+    def _put_cursor_on(self, key: int | None) -> None:
+        if key is not None and key in self.keys:
+            self.cursor_row = self.keys.index(key)
+        self.cursor_row = min(self.cursor_row, max(len(self.keys) - 1, 0))
+
+    def keep_sorted(self) -> None:
+        """Re-sorts after rows changed (live updates); the cursor stays on its packet."""
+        if not self.sorting:
+            return
+        selected = self.selected_key()
+        self.keys = self._sorted(self.keys)
+        self._put_cursor_on(selected)
+        self._changed()
+
+    def sort_by(self, column: int, reverse: bool) -> None:
+        selected = self.selected_key()
+        self.sort_column, self.sort_reverse = column, reverse
+        self.keys = self._sorted(self.keys)
+        self._put_cursor_on(selected)
+        self._changed()
+        self.move_cursor(self.cursor_row, animate=None)  # scrolls to it, tells the app
+
+    def action_sort(self, step: int) -> None:
+        """step ±1: the next/previous column; 0: invert the order."""
+        if step == 0:
+            self.sort_by(self.sort_column, not self.sort_reverse)
+        else:
+            self.sort_by((self.sort_column + step) % len(COLUMNS), self.sort_reverse)
+
+    def _column_at(self, x: int) -> int | None:
+        edge = 0
+        for index, (_title, width, _right) in enumerate(COLUMNS):
+            edge += width + 1
+            if x < edge:
+                return index
+        return None
 
     def selected_key(self) -> int | None:
         return self.keys[self.cursor_row] if self.keys else None
@@ -171,6 +237,11 @@ class PacketList(ScrollView, can_focus=True):
             self.post_message(self.Selected(self.selected_key()))
 
     def on_click(self, event) -> None:
+        if event.y == 0:  # a column title: sort by it, again: the other way
+            column = self._column_at(event.x + self.scroll_offset.x)
+            if column is not None:
+                self.sort_by(column, column == self.sort_column and not self.sort_reverse)
+            return
         row = event.y - 1 + self.scroll_offset.y
         if event.y >= 1 and 0 <= row < len(self.keys):
             self.move_cursor(row)
@@ -182,6 +253,11 @@ class PacketList(ScrollView, can_focus=True):
         width = self.size.width
         if y == 0:
             cells = [(title, HEADER_STYLE) for title, _w, _r in COLUMNS]
+            if self.sorting:
+                title, room, _right = COLUMNS[self.sort_column]
+                arrow = " ▼" if self.sort_reverse else " ▲"
+                cells[self.sort_column] = (title[:room - len(arrow)] + arrow,
+                                           HEADER_STYLE + Style(color="cyan"))
             segments = _line(cells, None)
         else:
             row = scroll_y + y - 1

@@ -205,6 +205,11 @@ HELP = """
 | / , n | search packets by id or function, next match |
 | f | only packets that passed through a function (empty: all) |
 | d | only dropped packets (reason from the kernel's skb_drop_reason) |
+| \\ | filter what you have as you type, e.g. `drop == NO_SOCKET and dport == 7777` (Esc clears) |
+| > < I | sort the packet list by the next / previous column, invert (or click a column title); stays sorted live |
+| P | paths: journeys grouped by function sequence (count, ending, p50/p99/max, places); Enter lists a path's packets |
+| W | waterfall of the selected journey: bars on one time axis, lanes by CPU and device |
+| v, = | compare: v marks packet A, = on packet B aligns the two journeys |
 | F | follow mode: always select the newest packet |
 | p | pause the display (tracing goes on; pending count shown) |
 | x | clear all packets |
