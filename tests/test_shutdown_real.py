@@ -73,9 +73,9 @@ def tmux_tui(tmp_path):
 
     yield start
     for tui in started:
-        if alive(tui.pid):
+        tui.kill_server()  # SIGHUP, so that a failed test still cleans up
+        if not wait_for(lambda: not alive(tui.pid), 15):
             os.kill(tui.pid, 9)
-        tui.kill_server()
 
 
 def test_closing_the_terminal_always_ends_the_demo_tui(nothing_left_behind, tmux_tui):
@@ -114,6 +114,5 @@ def test_endless_lua_dump_does_not_freeze_the_tui(nothing_left_behind, tmux_tui,
     tui = tmux_tui("--demo", "-s", str(script))
     # The first batch with extension data trips the budget: said once, on screen.
     assert wait_for(lambda: "budget" in tui.screen(), 120), tui.screen()  # toasts wrap
-    assert wait_for(lambda: re.search(r"probes (\d+)/\1\b", tui.screen()), 60), tui.screen()
     tui.tmux("send-keys", "-t", "ipft", "q")  # the UI still takes keys
     assert wait_for(lambda: not alive(tui.pid), 15), tui.screen()
