@@ -221,7 +221,10 @@ def select(names: list[str], pattern: str | None, budget: float = MATCH_BUDGET) 
     chosen = []
     try:
         for i, name in enumerate(names):
-            if compiled.search(name, timeout=max(deadline - time.monotonic(), 0.001)):
+            # concurrent: the GIL is released while matching, so the UI thread keeps
+            # running when the collector thread selects.
+            if compiled.search(name, timeout=max(deadline - time.monotonic(), 0.001),
+                               concurrent=True):
                 chosen.append(i)
     except TimeoutError:
         raise IpftError(f"regex {pattern!r} takes too long to match ({budget:g} s for "

@@ -73,9 +73,9 @@ def tmux_tui(tmp_path):
 
     yield start
     for tui in started:
-        if alive(tui.pid):
+        tui.kill_server()  # SIGHUP, so that a failed test still cleans up
+        if not wait_for(lambda: not alive(tui.pid), 15):
             os.kill(tui.pid, 9)
-        tui.kill_server()
 
 
 def test_closing_the_terminal_always_ends_the_demo_tui(nothing_left_behind, tmux_tui):
@@ -97,3 +97,22 @@ def test_closing_the_terminal_always_ends_the_demo_tui(nothing_left_behind, tmux
         assert took < 10
         tui.kill_server()
         print(f"round {round_}: ended {took:.2f} s after the terminal closed")
+
+
+ENDLESS_DUMP = """
+api_version = 1
+function init() end
+function emit() return "int module(void *ctx, struct sk_buff *skb, u8 data[64]) { return 0; }" end
+function dump(data) while true do end end
+function fini() end
+"""
+
+
+def test_endless_lua_dump_does_not_freeze_the_tui(nothing_left_behind, tmux_tui, tmp_path):
+    script = tmp_path / "endless.lua"
+    script.write_text(ENDLESS_DUMP)
+    tui = tmux_tui("--demo", "-s", str(script))
+    # The first batch with extension data trips the budget: said once, on screen.
+    assert wait_for(lambda: "budget" in tui.screen(), 120), tui.screen()  # toasts wrap
+    tui.tmux("send-keys", "-t", "ipft", "q")  # the UI still takes keys
+    assert wait_for(lambda: not alive(tui.pid), 15), tui.screen()

@@ -127,3 +127,23 @@ def test_reader_that_does_not_read_after_ctrl_c(veth, nothing_left_behind, headl
     assert h.proc.returncode == 0, h.stderr
     assert "samples not written: stdout did not take them within 2 s of the stop" in h.stderr
     assert "Traceback" not in h.stderr
+
+
+def test_stdout_full_at_the_end_of_an_aggregate_trace(veth, nothing_left_behind, tmp_path):
+    port = free_port()
+    err = tmp_path / "stderr"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "ipft_tui", "-m", hex(MARK), "-o",
+                                 "aggregate", "--enable-probe-server", "--probe-server-port",
+                                 str(port)], stdout=full, stderr=err.open("w"), cwd=REPO)
+    h = Headless.__new__(Headless)  # reuse the waiting helpers
+    h.proc, h.port, h.err_path = proc, port, err
+    try:
+        h.wait_ready()
+        flood(veth, 5)
+        proc.send_signal(signal.SIGINT)
+        assert h.wait(15) == 1, h.stderr
+        assert "cannot write to stdout: No space left on device" in h.stderr
+        assert "Traceback" not in h.stderr
+    finally:
+        h.kill()
