@@ -170,7 +170,10 @@ class Collector:
         """function or function_graph: attaches/detaches return probes, no restart."""
         self._commands.put(("tracer", tracer))
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 900) -> None:
+        """Stop and wait until every probe is detached (the kprobe backend takes about
+        a minute under emulation): leaving earlier lets the interpreter's exit clean up
+        bcc's module while the collector thread still does (a double free)."""
         self._commands.put(("stop", None))
         if self._thread.is_alive():
             self._thread.join(timeout)

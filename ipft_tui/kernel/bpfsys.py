@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import os
 import struct
 
@@ -133,7 +134,9 @@ SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}.get(os.uname().machine, 29
 KPROBE_PMU_TYPE = "/sys/bus/event_source/devices/kprobe/type"
 
 
+@functools.cache
 def kprobe_pmu_type() -> int | None:
+    """Read once: every kprobe attach needs it (a sysfs read costs under emulation)."""
     try:
         with open(KPROBE_PMU_TYPE) as f:
             return int(f.read())

@@ -12,9 +12,9 @@ graph)` to make the attached set exactly `wanted` (with return probes when
 from __future__ import annotations
 
 import ctypes
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from ..errors import IpftError
 from ..kernel import bpfsys
@@ -32,22 +32,38 @@ ATTACH_THREADS = 16
 
 
 def _in_parallel(function: Callable[[int], int], items: Iterable[int]) -> Iterator[tuple[int, int | OSError]]:
-    """(item, function(item) or the OSError it raised), in completion order."""
+    """(item, function(item) or the OSError it raised), in completion order. Plain
+    daemon threads: unlike concurrent.futures, not stopped by interpreter shutdown."""
     items = list(items)
-    if len(items) <= 1:
-        for item in items:
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    for item in items:
+        todo.put(item)
+
+    def work() -> None:
+        while True:
             try:
-                yield item, function(item)
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((item, function(item)))
             except OSError as exc:
-                yield item, exc
-        return
-    with ThreadPoolExecutor(min(ATTACH_THREADS, len(items))) as pool:
-        futures = {pool.submit(function, item): item for item in items}
-        for future in as_completed(futures):
-            exc = future.exception()
-            if exc is not None and not isinstance(exc, OSError):
-                raise exc
-            yield futures[future], exc if exc is not None else future.result()
+                done.put((item, exc))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                done.put((item, exc))
+
+    workers = [threading.Thread(target=work, name="ipft-attach", daemon=True)
+               for _ in range(min(ATTACH_THREADS, len(items)))]
+    for worker in workers:
+        worker.start()
+    for _ in items:
+        item, result = done.get()
+        if isinstance(result, BaseException) and not isinstance(result, OSError):
+            raise result
+        yield item, result
+    for worker in workers:
+        worker.join()
 
 
 def close_all(fds: Iterable[int]) -> None:

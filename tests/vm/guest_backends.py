@@ -314,7 +314,8 @@ def test_parity_a_free_stays_in_its_journey(parity_trace):
 
 # --- #20.5: start-up and exit time, the way ipftrace2 was timed ----------------------
 # The command line, every skb function: start -> "Trace ready", SIGINT -> exit.
-# IPFT_VM_SPEED="kprobe-multi:3,kprobe:1" says which backends, how many times.
+# IPFT_VM_SPEED="kprobe-multi:3,kprobe:1" says which backends, how many times;
+# IPFT_VM_PROFILE=1 records the first run of each with py-spy (pip install py-spy).
 
 SPEED = os.environ.get("IPFT_VM_SPEED", "")
 
@@ -362,7 +363,8 @@ def test_parity_speed(kernel):
         if backend not in SUPPORTED[KERNEL]:
             continue
         for n in range(int(times or 1)):
-            profile = os.path.join(OUT, f"pyspy-{backend}.txt") if n == 0 else None
+            profile = (os.path.join(OUT, f"pyspy-{backend}.txt")
+                       if n == 0 and os.environ.get("IPFT_VM_PROFILE") else None)
             result = _timed_run(backend, profile)
             runs.setdefault(backend, []).append(result)
             RESULTS["speed"] = runs
