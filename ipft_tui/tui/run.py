@@ -23,8 +23,10 @@ def run_tui(args) -> int:
         app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         app.run()
         return 0
+    # Skbs are followed by default (`o` turns it off): a packet's mark is often cleared
+    # on its way (between namespaces), and its free would go unseen.
     settings = replace(settings_from_args(args, mark_required=False), meta=True,
-                       live_switches=True)
+                       live_switches=True, track_skb=True)
     require_root()
     extension = extension_from_args(args)
     if extension is not None:
