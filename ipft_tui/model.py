@@ -75,6 +75,10 @@ def is_clone(sample: Sample) -> bool:
 
 
 NOT_DROPS = frozenset({"NOT_DROPPED_YET", "CONSUMED"})
+# kfree_skb frees a dropped packet (consume_skb one that was used): in a trace without
+# drop reasons (ipftrace2's), it still says "dropped".
+DROP_FUNCTIONS = frozenset({"kfree_skb"})
+NO_REASON = "(no reason recorded)"
 
 
 def is_drop(sample: Sample) -> bool:
@@ -209,6 +213,10 @@ class Packet:
         # Each later flow the packet had (NAT, encapsulation), in order: [] when none.
         self.flow_changes: list[Meta] = []
 
+    @property
+    def dropped(self) -> bool:
+        return self.drop_reason is not None
+
     def starts_new_journey(self, sample: Sample) -> bool:
         """Whether the sample, at this journey's address, is another packet's (the rules above)."""
         if sample.is_return:
@@ -257,6 +265,11 @@ class Packet:
         reason = sample.drop_reason
         if reason is not None and reason not in NOT_DROPS:
             self.drop_reason = reason
+            self.drop_function = function
+        elif (reason is None and function in DROP_FUNCTIONS and not sample.is_return
+              and self.drop_reason is None):
+            # ipftrace2's JSON has no drop reason: kfree_skb frees a dropped packet.
+            self.drop_reason = NO_REASON
             self.drop_function = function
         meta = sample.meta
         if meta is not None:
@@ -335,7 +348,7 @@ class PacketStore:
     id alone, as in ipftrace2.
     """
 
-    def __init__(self, max_packets: int = 10_000, split_on_free: bool = True):
+    def __init__(self, max_packets: int | None = 10_000, split_on_free: bool = True):
         self.max_packets = max_packets
         self.split_on_free = split_on_free
         self.packets: dict[int, Packet] = {}  # key -> packet, oldest first
@@ -372,6 +385,8 @@ class PacketStore:
         return [p for p in created if p.key in self.packets], changed & self.packets.keys()
 
     def _evict(self) -> None:
+        if self.max_packets is None:  # a replay keeps everything
+            return
         excess = len(self.packets) - self.max_packets
         if excess <= 0:
             return

@@ -6,6 +6,7 @@ here sends messages to the UI, so the collector thread never floods it.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 
@@ -30,14 +31,32 @@ class LiveSource:
         self.kernel = kernel
         # Recordings keep device, namespace and flow fields, so a replay shows them too.
         self._record = JsonOutput(open(record_path, "w"), with_tuple=True) if record_path else None  # noqa: SIM115
+        self.record_path = record_path
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
 
     def _sink(self, batch) -> None:
-        if self._record:
-            self._record.write_batches([batch])
+        if self._record is not None:
+            with self._lock:  # R may stop the recording meanwhile
+                if self._record is not None:
+                    self._record.write_batches([batch])
         self.buffer.put(batch)
+
+    def start_recording(self, path: str) -> None:
+        """Record from now on to a new file (never over an existing one or via a symlink)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        record = JsonOutput(os.fdopen(fd, "w"), with_tuple=True)
+        self.stop_recording()
+        with self._lock:
+            self._record, self.record_path = record, path
+
+    def stop_recording(self) -> None:
+        with self._lock:
+            record, self._record, self.record_path = self._record, None, None
+        if record is not None:
+            record.stream.close()
 
     def _notice(self, text: str) -> None:
         with self._lock:
