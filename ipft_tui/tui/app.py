@@ -29,6 +29,7 @@ DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer t
 APPLY_BUDGET = 0.035  # s of sample handling per tick at most: input stays responsive
 APPLY_CHUNK = 10_000  # samples handled at a time within that budget
 WIDE = 200  # columns from which the journey and details sit beside the list, not below
+NARROW = 120  # below: the details under the journey, not beside it
 
 
 class IpftApp(App):
@@ -45,6 +46,8 @@ class IpftApp(App):
     .-stacked #right { width: 1fr; height: 1fr; layout: horizontal; }
     .-stacked JourneyTree { height: 1fr; width: 3fr; }
     .-stacked DetailPane { height: 1fr; width: 2fr; }
+    .-narrow #right { layout: vertical; height: 2fr; }
+    .-narrow JourneyTree, .-narrow DetailPane { width: 1fr; }
     #attach { height: 1; display: none; }
     #attach.active { display: block; }
     StatusBar { background: $panel; padding: 0 1; }
@@ -108,6 +111,7 @@ class IpftApp(App):
 
     def on_resize(self, event) -> None:
         self.screen.set_class(event.size.width < WIDE, "-stacked")
+        self.screen.set_class(event.size.width < NARROW, "-narrow")
 
     def _first_mark(self, result) -> None:
         if result is None:

@@ -35,8 +35,8 @@ class Column:
 # In display order. The id (short), the full flow and the full drop stay from 120 columns.
 COLUMNS = (Column("#", 6, True, 0), Column("first seen", 11, True, 3),
            Column("samples", 7, True, 4), Column("first", 16, False, 5, 18, 24),
-           Column("last / drop", 22, False, 1, 30, 40), Column("duration", 9, True, 1),
-           Column("flow", 34, False, 0, 50, 90), Column("CPUs", 5, False, 6),
+           Column("last / drop", 21, False, 1, 30, 40), Column("duration", 9, True, 1),
+           Column("flow", 36, False, 0, 50, 90), Column("CPUs", 5, False, 6),
            Column("fields", 16, False, 7, 24, 40), Column("id", 6, False, 2))
 MIN_WIDTH = 50  # below this the list scrolls sideways
 

@@ -375,8 +375,8 @@ def status_items(status: Status, *, rate: float, packets: int, evicted: int, dro
         item("mark", f"0x{status.mark:x}/0x{status.mask:x}")
         item("probes", f"{status.attached}/{status.total}")
         item("ev/s", fmt.count(rate))
-    item("skbs", "followed" if status.track_skb else "by mark only",
-         "bold green" if status.track_skb else "bold")
+        item("skbs", "followed" if status.track_skb else "by mark only",
+             "bold green" if status.track_skb else "bold")
     if status.stack_regex:
         item("stacks", f"/{status.stack_regex}/")
     item("samples", fmt.count(status.samples))
@@ -421,7 +421,11 @@ class StatusBar(Static):
     def show(self, items: list[StatusItem]) -> None:
         if items != self.items:  # an idle screen redraws nothing
             self.items = items
-            self.update(layout_status(items, max(self.content_region.width, 20)))
+            self.update(layout_status(items, self._width()))
+
+    def _width(self) -> int:
+        # Before its first layout the bar has no size: the screen's width, less padding.
+        return self.content_region.width or max(self.app.size.width - 2, 20)
 
     def on_resize(self) -> None:
-        self.update(layout_status(self.items, max(self.content_region.width, 20)))
+        self.update(layout_status(self.items, self._width()))
