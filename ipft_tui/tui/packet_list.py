@@ -278,8 +278,11 @@ class PacketList(ScrollView, can_focus=True):
             self.post_message(self.Selected(self.selected_key()))
 
     def on_click(self, event) -> None:
-        row = event.y - 1 + self.scroll_offset.y
-        if event.y >= 1 and 0 <= row < len(self.keys):
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        row = offset.y - 1 + self.scroll_offset.y  # line 0 is the header
+        if offset.y >= 1 and 0 <= row < len(self.keys):
             self.move_cursor(row)
 
     # -- drawing ---------------------------------------------------------------------
