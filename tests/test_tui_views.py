@@ -280,3 +280,33 @@ async def test_recording_starts_and_stops_at_runtime(tmp_path):
         assert "REC" in app.query_one(StatusBar).render().plain
         await pilot.press("R")
         assert started[-1] is None and "REC" not in app.query_one(StatusBar).render().plain
+
+
+async def test_a_replay_keeps_more_samples_than_the_live_buffer_holds():
+    """Replays go through the same hand-over as live samples, whose buffer drops what
+    does not fit: not for a replay (#12.10)."""
+    from ipft_tui.batching import SampleBuffer
+    from ipft_tui.tui.app import IpftApp
+    from ipft_tui.tui.sources import ReplaySource
+    buffer = SampleBuffer(capacity=10)
+    seen = []
+    source = ReplaySource(str(DATA / "demo.jsonl"), buffer,
+                          progress=lambda fraction, n: seen.append(fraction))
+    app = IpftApp(source, buffer, max_packets=3, follow=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        assert app.store.samples == len(source.samples) == 57
+        assert buffer.dropped == 0 and app.store.evicted == 0
+        assert "loading" not in app.query_one(StatusBar).render().plain
+
+
+async def test_loading_progress_is_shown_while_samples_are_applied():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.store.samples = 0  # as if half of a big file were still waiting
+        app.source.status = app.source.status.__class__(**{**app.source.status.__dict__,
+                                                           "samples": 100})
+        app._update_status()
+        assert "loading" in app.query_one(StatusBar).render().plain
+        assert app.attach_bar.has_class("active")
+        await pilot.pause()

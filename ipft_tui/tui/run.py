@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -13,11 +14,22 @@ from .app import IpftApp
 from .sources import LiveSource, ReplaySource
 
 
+def _loading(path: str):
+    """Progress on stderr while a big trace is read, before the TUI takes the screen."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(fraction: float, samples: int) -> None:
+        sys.stderr.write(f"\rloading {path}: {fraction:.0%} ({samples} samples)")
+        sys.stderr.flush()
+    return show
+
+
 def run_tui(args) -> int:
     max_packets = parse_positive(args.max_packets, "--max-packets")
     buffer = SampleBuffer()
     if args.replay:
-        source = ReplaySource(args.replay, buffer)
+        source = ReplaySource(args.replay, buffer, progress=_loading(args.replay))
         if not source.samples and source.problems:
             raise IpftError(f"{args.replay}: no valid sample ({len(source.problems)} malformed lines)")
         app = IpftApp(source, buffer, max_packets=max_packets, follow=False)

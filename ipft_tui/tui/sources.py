@@ -178,11 +178,12 @@ class ReplaySource:
     live = False
     extension = None
 
-    def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None):
+    def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None,
+                 progress=None):
         self.path = path
         self.buffer = buffer
         self.settings = settings or TraceSettings(mark=0)
-        self.samples, self.problems = load_trace(path)
+        self.samples, self.problems = load_trace(path, progress)
         self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
         if len(self.problems) > 20:
             self._notices.append(f"{path}: {len(self.problems) - 20} more malformed lines")
@@ -199,6 +200,8 @@ class ReplaySource:
         return notices
 
     def start(self) -> None:
+        # A replay keeps every sample of its file: the buffer makes room for all of them.
+        self.buffer.capacity = max(self.buffer.capacity, len(self.buffer) + len(self.samples))
         self.buffer.put(self.samples)
 
     def candidate_names(self) -> list[str]:
@@ -208,13 +211,20 @@ class ReplaySource:
         pass
 
 
-def load_trace(path: str) -> tuple[list[Sample], list[tuple[int, str]]]:
-    """Samples from a JSON-lines file, and (line number, reason) for each bad line."""
+def load_trace(path: str, progress=None) -> tuple[list[Sample], list[tuple[int, str]]]:
+    """Samples from a JSON-lines file, and (line number, reason) for each bad line.
+    `progress(fraction, samples)` is called now and then while reading."""
     samples: list[Sample] = []
     problems: list[tuple[int, str]] = []
     try:
         with open(path) as f:
+            size = os.fstat(f.fileno()).st_size or 1
+            done = 0
             for number, line in enumerate(f, 1):
+                if progress is not None:
+                    done += len(line)
+                    if number % 50_000 == 0:
+                        progress(min(done / size, 1.0), len(samples))
                 if not line.strip():
                     continue
                 try:
