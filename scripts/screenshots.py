@@ -20,8 +20,8 @@ OUT = REPO / "screenshots"
 SIZE = (150, 40)
 
 
-async def shoot(name: str, app, keys: list[str]) -> Path:
-    async with app.run_test(size=SIZE) as pilot:
+async def shoot(name: str, app, keys: list[str], size=SIZE) -> Path:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         for key in keys:
             await pilot.press(key)
@@ -37,12 +37,14 @@ async def shoot(name: str, app, keys: list[str]) -> Path:
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
     shots = [
-        await shoot("main", replay_app(), ["down", "down", "enter", "down"]),
+        await shoot("main", replay_app(), ["down", "down", "enter", "down"], (200, 40)),
+        await shoot("small", replay_app(), ["d", "g", "enter"], (80, 24)),
+        await shoot("help", replay_app(), ["question_mark"], (80, 24)),
         await shoot("function-graph", replay_app("graph.jsonl"), ["g", "enter", "e", "down", "down"]),
         await shoot("filter-dialog", recorder_app()[0], ["m", "ctrl+u", *"0xZZ", "enter"]),
         # A journey followed into a clone; Tab to the details, Page Down to its kernel stack.
         await shoot("follow-stack", replay_app("follow.jsonl"),
-                    ["G", "enter", *["down"] * 8, "tab", "pagedown"]),
+                    ["G", "enter", *["down"] * 7, "tab", "pagedown"]),
     ]
     converter = shutil.which("rsvg-convert")
     for svg in shots:

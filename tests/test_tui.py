@@ -258,8 +258,7 @@ async def test_replay_refuses_live_changes():
 
 
 def help_text(app) -> str:
-    return "\n".join(block.source for block in app.screen.query("MarkdownBlock")
-                     if hasattr(block, "source")) or app.screen.query_one("Markdown").source
+    return app.screen.query_one("#help-text").render().plain
 
 
 async def test_help_screen_and_command_palette():

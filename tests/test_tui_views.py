@@ -310,3 +310,19 @@ async def test_loading_progress_is_shown_while_samples_are_applied():
         assert "loading" in app.query_one(StatusBar).render().plain
         assert app.attach_bar.has_class("active")
         await pilot.pause()
+
+
+async def test_an_idle_screen_redraws_nothing():
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        status = app.query_one(StatusBar)
+        updates = []
+        original = status.update
+        status.update = lambda *a, **k: (updates.append(a), original(*a, **k))
+        table = app.query_one(PacketList)
+        refreshes = []
+        table_refresh = table.refresh
+        table.refresh = lambda *a, **k: (refreshes.append(a), table_refresh(*a, **k))[1]
+        await pilot.pause(0.5)  # ten ticks with nothing new
+        assert updates == [] and refreshes == []

@@ -46,7 +46,8 @@ class IpftApp(App):
     .-stacked #right { width: 1fr; height: 1fr; layout: horizontal; }
     .-stacked JourneyTree { height: 1fr; width: 3fr; }
     .-stacked DetailPane { height: 1fr; width: 2fr; }
-    .-narrow #right { layout: vertical; height: 2fr; }
+    .-narrow PacketList { height: 4fr; }
+    .-narrow #right { layout: vertical; height: 5fr; }
     .-narrow JourneyTree, .-narrow DetailPane { width: 1fr; }
     #attach { height: 1; display: none; }
     #attach.active { display: block; }

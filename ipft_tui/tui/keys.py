@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.binding import Binding
 
 
@@ -125,20 +126,22 @@ def bindings(pane: str) -> list[Binding]:
             for k in KEYS if k.pane == pane]
 
 
-def help_markdown(live: bool) -> str:
+def help_text(live: bool) -> Text:
     """The help screen, from the table; a replay leaves out what only a live trace does."""
-    out = ["# ipft-tui keys", ""]
+    text = Text()
     for pane, heading in PANES.items():
         rows = [k for k in KEYS if k.pane == pane and (live or not k.live)]
         if pane == "app":  # the nine depth keys are one line
             rows = [k for k in rows if not k.action.startswith("expand_depth(")] + [
                 Key("1,…,9", "expand_depth", "", DEPTH_HELP)]
-        out += [f"## {heading}", "", "| key | what it does |", "| --- | --- |"]
-        out += [f"| {key_text(k.keys).replace('|', '¦')} | {k.help} |" for k in rows]
-        out.append("")
-    out += ["`packet id` is the skb address. The kernel recycles skbs, so a journey ends",
-            "when the skb is freed, or when a new packet evidently started at that address",
-            "(see the README, Journeys); a journey whose end was not seen says `open`.",
-            "Times in the journey and the details count from the packet's first sample;",
-            "`first seen` in the list counts from the first sample of the trace."]
-    return "\n".join(out)
+        text.append(f"{heading}\n", style="bold underline")
+        for k in rows:
+            text.append(f"  {key_text(k.keys):<14}", style="bold cyan")
+            text.append(f"{k.help}\n")
+        text.append("\n")
+    text.append("`packet id` is the skb address. The kernel recycles skbs, so a journey ends "
+                "when the skb is freed, or when a new packet evidently started at that address "
+                "(README, Journeys); a journey whose end was not seen says `open`. Times in "
+                "the journey and the details count from the packet's first sample; `first "
+                "seen` in the list from the trace's first sample.", style="dim")
+    return text

@@ -138,7 +138,8 @@ def _line(cells: list[tuple[str, Style | None]], base: Style | None,
         if len(text) > width:
             text = text[:width - 1] + "…"
         cell = text.rjust(width) if COLUMNS[index].right else text.ljust(width)
-        segments.append(Segment(cell + " ", (base + style) if base and style else (style or base)))
+        # The selected row in one colour: the cells' own colours reversed are unreadable.
+        segments.append(Segment(cell + " ", base or style))
     return segments
 
 

@@ -8,12 +8,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Markdown, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..errors import IpftError
 from ..settings import parse_mark, parse_mask, select
-from .keys import bindings, help_markdown
+from .keys import bindings, help_text
 
 
 class Dialog(ModalScreen):
@@ -242,7 +242,7 @@ class HelpScreen(ModalScreen):
     BINDINGS = bindings("help")
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: 90%;
+    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: 90%; padding: 0 1;
                                   border: thick $accent; background: $surface; }
     """
 
@@ -252,7 +252,7 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-scroll"):
-            yield Markdown(help_markdown(self.live))
+            yield Static(help_text(self.live), id="help-text")
 
     def on_mount(self) -> None:
         scroll = self.query_one(VerticalScroll)
