@@ -283,6 +283,8 @@ async def test_help_screen_and_command_palette():
         text = help_text(app)
         for key in KEYS:
             assert key.help in text, key
+        for line in text.splitlines()[:-1]:  # the last is a paragraph: it wraps
+            assert len(line) <= 76, line  # fits 80 columns with the frame
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for key in KEYS:

@@ -326,3 +326,18 @@ async def test_an_idle_screen_redraws_nothing():
         table.refresh = lambda *a, **k: (refreshes.append(a), table_refresh(*a, **k))[1]
         await pilot.pause(0.5)  # ten ticks with nothing new
         assert updates == [] and refreshes == []
+
+
+async def test_a_replay_shows_the_settings_it_was_recorded_with(tmp_path):
+    from ipft_tui.settings import TraceSettings
+    from ipft_tui.tui.sources import write_recorded_settings
+    trace = tmp_path / "t.jsonl"
+    trace.write_text((DATA / "demo.jsonl").read_text())
+    write_recorded_settings(str(trace), TraceSettings(mark=0xDEADBEEF, regex="^net_dev",
+                                                      tracer="function_graph", track_skb=True),
+                            "tracepoint")
+    app = replay_app(str(trace))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert ("recorded with mark 0xdeadbeef/0xffffffff, backend tracepoint, tracer "
+                "function_graph, regex ^net_dev, skbs followed") in app.sub_title

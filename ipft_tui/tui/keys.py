@@ -32,7 +32,7 @@ KEYS = (
     Key("q", "quit", "Quit", "quit (every probe is detached)"),
     Key("tab", "app.focus_next", "Pane", "next pane: list, journey, details", footer=False),
     Key("slash", "search", "Search",
-        "search every shown field: address, port, reason, device, function, id", palette=True),
+        "search every field shown: address, port, reason, device, id", palette=True),
     Key("n", "search_next", "Next", "next match", footer=False),
     Key("N", "search_previous", "Prev", "previous match", footer=False),
     Key("f", "find_function", "Function",
@@ -47,7 +47,7 @@ KEYS = (
     Key("y", "copy", "Copy", "copy the selected packet (id, flow, journey) as text",
         palette=True),
     Key("w", "write", "Write",
-        "write the selected journey, or the shown list, to a JSON-lines file", palette=True),
+        "write the journey (tree) or the list shown to a JSON file", palette=True),
     Key("asterisk", "jump_slowest", "Slowest", "jump to the slowest call (self time)",
         footer=False),
     Key("exclamation_mark", "jump_drop", "Drop", "jump to the drop in the journey",
@@ -65,7 +65,7 @@ KEYS = (
     Key("s", "load_extension", "Script", "load / switch an extension (Lua or C)", live=True,
         palette=True),
     Key("o", "toggle_track_skb", "Skbs",
-        "follow skbs across mark changes and into clones (on by default)", live=True,
+        "follow skbs across mark changes, into clones (default: on)", live=True,
         palette=True),
     Key("S", "edit_stack_regex", "Stacks", "kernel stacks for functions matching a regex",
         live=True, palette=True),
@@ -126,6 +126,9 @@ def bindings(pane: str) -> list[Binding]:
             for k in KEYS if k.pane == pane]
 
 
+KEY_WIDTH = 11  # with a space before: 12; the help text gets the 60 left of 76 columns
+
+
 def help_text(live: bool) -> Text:
     """The help screen, from the table; a replay leaves out what only a live trace does."""
     text = Text()
@@ -136,7 +139,7 @@ def help_text(live: bool) -> Text:
                 Key("1,…,9", "expand_depth", "", DEPTH_HELP)]
         text.append(f"{heading}\n", style="bold underline")
         for k in rows:
-            text.append(f"  {key_text(k.keys):<14}", style="bold cyan")
+            text.append(f" {key_text(k.keys):<{KEY_WIDTH}}", style="bold cyan")
             text.append(f"{k.help}\n")
         text.append("\n")
     text.append("`packet id` is the skb address. The kernel recycles skbs, so a journey ends "

@@ -6,6 +6,7 @@ here sends messages to the UI, so the collector thread never floods it.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import replace
@@ -32,11 +33,18 @@ class LiveSource:
         # Recordings keep device, namespace and flow fields, so a replay shows them too.
         self._record = JsonOutput(open(record_path, "w"), with_tuple=True) if record_path else None  # noqa: SIM115
         self.record_path = record_path
+        self._settings_for = record_path  # the recording whose settings file is to write
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
 
     def _sink(self, batch) -> None:
+        if self._settings_for is not None:  # the backend is known once samples flow
+            path, self._settings_for = self._settings_for, None
+            try:
+                write_recorded_settings(path, self.settings, self.status.backend)
+            except OSError as exc:
+                self._notice(f"cannot write {settings_path(path)}: {exc.strerror}")
         if self._record is not None:
             with self._lock:  # R may stop the recording meanwhile
                 if self._record is not None:
@@ -51,6 +59,7 @@ class LiveSource:
         self.stop_recording()
         with self._lock:
             self._record, self.record_path = record, path
+            self._settings_for = path
 
     def stop_recording(self) -> None:
         with self._lock:
@@ -184,6 +193,7 @@ class ReplaySource:
         self.buffer = buffer
         self.settings = settings or TraceSettings(mark=0)
         self.samples, self.problems = load_trace(path, progress)
+        self.recorded_settings = recorded_settings(path)
         self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
         if len(self.problems) > 20:
             self._notices.append(f"{path}: {len(self.problems) - 20} more malformed lines")
@@ -209,6 +219,40 @@ class ReplaySource:
 
     def stop(self) -> None:
         pass
+
+
+def settings_path(trace_path: str) -> str:
+    """Where a recording's settings are kept: beside it (the trace stays plain JSON lines)."""
+    return trace_path + ".settings.json"
+
+
+def write_recorded_settings(trace_path: str, settings: TraceSettings, backend: str) -> None:
+    data = {"mark": hex(settings.mark), "mask": hex(settings.mask), "regex": settings.regex,
+            "backend": backend or settings.backend, "tracer": settings.tracer,
+            "track_skb": settings.track_skb, "stack_regex": settings.stack_regex}
+    fd = os.open(settings_path(trace_path),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+        f.write("\n")
+
+
+def recorded_settings(trace_path: str) -> str | None:
+    """The settings a recording was made with, as one line; None without a settings file."""
+    try:
+        with open(settings_path(trace_path)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    parts = [f"mark {data.get('mark')}/{data.get('mask')}", f"backend {data.get('backend')}",
+             f"tracer {data.get('tracer')}", f"regex {data.get('regex') or '(all)'}"]
+    if data.get("track_skb"):
+        parts.append("skbs followed")
+    if data.get("stack_regex"):
+        parts.append(f"stacks /{data['stack_regex']}/")
+    return ", ".join(str(p) for p in parts)
 
 
 def load_trace(path: str, progress=None) -> tuple[list[Sample], list[tuple[int, str]]]:
