@@ -117,7 +117,10 @@ FREE_FUNCTIONS = frozenset({
 #     FREE_PATH_WINDOW of it;
 #  2. it comes more than NEW_PACKET_GAP after the journey's last sample;
 #  3. it is an entry point (transmit or receive) the journey already passed on the
-#     same device in the same namespace: one packet enters each of those once.
+#     same device in the same namespace: one packet enters each of those once;
+#  4. it goes the other way (source and destination swapped): a reply (an ICMP error,
+#     a TCP reset) is another packet, even when it reuses a freed buffer whose free
+#     was not seen.
 # A return sample always belongs to its call's journey.
 FREE_PATH_WINDOW = 10_000_000  # ns
 NEW_PACKET_GAP = 5_000_000_000  # ns
@@ -227,7 +230,13 @@ class Packet:
         if ts - self._ts[self._last] > NEW_PACKET_GAP:
             return True
         meta = sample.meta
-        return (self._entries is not None and meta is not None and sample.function in ENTRY_POINTS
+        if meta is None:
+            return False
+        if meta.saddr and self.meta is not None:
+            flow = self.flow_changes[-1] if self.flow_changes else self.meta
+            if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
+                return True
+        return (self._entries is not None and sample.function in ENTRY_POINTS
                 and (sample.function, meta.ifindex, meta.netns) in self._entries)
 
     def add(self, sample: Sample) -> None:

@@ -106,3 +106,18 @@ def test_grouping_by_address_alone_without_split():
     store.add(samples)
     assert len(store.packets) == 1
     assert len(journeys_of(samples)) == 1 and len(journeys_of(samples, True)) == 2
+
+
+def test_a_reply_is_another_packet():
+    """A TCP reset or an ICMP error from B, attributed to the journey of the packet it
+    answers (a recycled buffer whose free was not seen): another journey."""
+    syn = meta(proto=6, sport=43660, dport=7778)
+    rst = meta(ifindex=2, ifname="veth-b", netns=NS_B, proto=6, sport=7778, dport=43660,
+               saddr="192.0.2.2", daddr="192.0.2.1")
+    icmp = rst._replace(l4_proto=1, sport=0, dport=0)
+    samples = [at(1_000, "net_dev_queue", syn), at(5_000, "netif_receive_skb", syn._replace(
+        ifindex=2, netns=NS_B)), at(9_000, "net_dev_queue", rst), at(12_000, "net_dev_xmit", rst),
+               at(20_000, "net_dev_queue", icmp)]
+    first, second, third = journeys(samples)
+    assert len(first) == 2 and len(second) == 2 and len(third) == 1
+    assert not first.flow_changes and not second.flow_changes

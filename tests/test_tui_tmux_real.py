@@ -80,8 +80,10 @@ def test_every_packet_is_its_own_row_with_its_own_flow(nothing_left_behind, veth
     wait_for(lambda t: re.search(r"probes (\d+)/\1\b", t) and "skbs followed" in t)
     veth.send_udp(PORT, count=3, mark=MARK)
     veth.ping(count=6, mark=MARK)
-    text = wait_for(lambda t: len(rows(t)) >= 9)
+    veth.tcp_connect(PORT, mark=MARK)  # refused: B answers with a reset
+    text = wait_for(lambda t: len(rows(t)) >= 9 and " tcp 192.0.2.1:" in t)
     time.sleep(1)
+    assert "⇒" not in screen()  # no journey mixes flows, replies included
     shown = rows(screen())
     sent = [line for line in shown.values() if "192.0.2.2" in line]
     assert len(sent) == 9, screen()
