@@ -4,7 +4,9 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test check bench screenshots clean
+LAUNCHER ?= /usr/local/bin/ipft-tui
+
+.PHONY: setup run test check bench screenshots clean uninstall-launcher
 
 setup:
 	@scripts/setup.sh
@@ -29,5 +31,9 @@ screenshots: setup
 	@command -v rsvg-convert >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends librsvg2-bin fonts-dejavu-core
 	$(VENV)/bin/python scripts/screenshots.py
 
-clean:
+clean: uninstall-launcher
 	rm -rf $(VENV) .pytest_cache
+
+# The launcher scripts/setup.sh put on root's PATH, when it runs this checkout.
+uninstall-launcher:
+	@if grep -qsF "$(CURDIR)/$(VENV)/bin/ipft-tui" "$(LAUNCHER)"; then $(SUDO) rm -f "$(LAUNCHER)" && echo "removed $(LAUNCHER)"; fi

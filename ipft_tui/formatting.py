@@ -15,9 +15,12 @@ def duration(ns: int | None) -> str:
     return f"{ns / 1_000_000_000:.3f}s"
 
 
-def offset(ns: int) -> str:
-    """Time since trace start, fixed width-ish: seconds with microseconds."""
-    return f"{ns / 1_000_000_000:.6f}s"
+def offset(ns: int, width: int = 11) -> str:
+    """Time since trace start in seconds, as precise as `width` allows, unit kept."""
+    seconds = ns / 1_000_000_000
+    whole = len(str(int(seconds)))
+    decimals = max(0, min(6, width - whole - 2))  # the point and the unit
+    return f"{seconds:.{decimals}f}s"
 
 
 def count(n: float) -> str:

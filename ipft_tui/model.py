@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from array import array
 from operator import attrgetter
@@ -43,6 +44,11 @@ def flow_text(meta: Meta | None) -> str:
     return f"{proto} {meta.saddr} > {meta.daddr}"
 
 
+def same_flow(a: Meta, b: Meta) -> bool:
+    return (a.saddr, a.daddr, a.l4_proto, a.sport, a.dport) == \
+        (b.saddr, b.daddr, b.l4_proto, b.sport, b.dport)
+
+
 class Sample(NamedTuple):
     """One probe hit for one marked skb."""
 
@@ -69,6 +75,10 @@ def is_clone(sample: Sample) -> bool:
 
 
 NOT_DROPS = frozenset({"NOT_DROPPED_YET", "CONSUMED"})
+# kfree_skb frees a dropped packet (consume_skb one that was used): in a trace without
+# drop reasons (ipftrace2's), it still says "dropped".
+DROP_FUNCTIONS = frozenset({"kfree_skb"})
+NO_REASON = "(no reason recorded)"
 
 
 def is_drop(sample: Sample) -> bool:
@@ -106,6 +116,42 @@ FREE_FUNCTIONS = frozenset({
     "kfree_skb", "consume_skb", "kfree_skb_reason", "sk_skb_reason_drop", "__kfree_skb",
     "kfree_skbmem", "napi_consume_skb", "__consume_stateless_skb", "kfree_skb_list_reason",
 })
+
+# The journey-ending rules (README "Journeys"): the kernel recycles skb addresses,
+# and the end of a packet is not always seen (its mark may be cleared on the way, or
+# its free not traced). A sample at a journey's address starts a new journey when
+#  1. the journey was freed, unless the sample is part of that free: the functions a
+#     free calls (skb_release_data, skb_free_head, kfree_skbmem, ...) within
+#     FREE_PATH_WINDOW of it;
+#  2. it comes more than NEW_PACKET_GAP after the journey's last sample;
+#  3. it is an entry point (transmit or receive) the journey already passed on the
+#     same device in the same namespace: one packet enters each of those once;
+#  4. it goes the other way (source and destination swapped): a reply (an ICMP error,
+#     a TCP reset) is another packet, even when it reuses a freed buffer whose free
+#     was not seen.
+# A return sample always belongs to its call's journey.
+FREE_PATH_WINDOW = 10_000_000  # ns
+NEW_PACKET_GAP = 5_000_000_000  # ns
+_FREE_PATH = re.compile(r"free|release|consume|destruct|skb_cache_put")
+ENTRY_POINTS = frozenset({
+    # transmit
+    "net_dev_queue", "__dev_queue_xmit", "dev_queue_xmit",
+    # receive
+    "netif_receive_skb", "netif_rx", "napi_gro_receive_entry", "napi_gro_frags_entry",
+    "netif_receive_skb_entry", "netif_receive_skb_list_entry", "netif_rx_entry",
+    "__netif_receive_skb", "__netif_rx", "netif_rx_internal", "napi_gro_receive",
+    "gro_receive_skb", "enqueue_to_backlog",
+})
+_free_path_cache: dict[str, bool] = {}
+
+
+def is_free_path(function: str) -> bool:
+    """A function a free runs (or the free itself)."""
+    found = _free_path_cache.get(function)
+    if found is None:
+        found = _free_path_cache[function] = (function in FREE_FUNCTIONS
+                                              or _FREE_PATH.search(function) is not None)
+    return found
 
 
 class Interned:
@@ -154,8 +200,8 @@ class Packet:
     asked for: a live TUI may hold millions of them."""
 
     __slots__ = ("key", "packet_id", "_interned", "_ts", "_info", "_meta", "_extra",
-                 "_functions", "_cpus", "_first", "_last", "freed", "drop_reason", "drop_function",
-                 "meta", "_path")
+                 "_functions", "_cpus", "_first", "_last", "freed", "freed_at", "drop_reason",
+                 "drop_function", "meta", "_entries", "flow_changes", "_path")
 
     def __init__(self, key: int, packet_id: int, interned: Interned | None = None):
         self.key = key  # unique within a PacketStore; packet ids are recycled
@@ -169,11 +215,38 @@ class Packet:
         self._functions = 0  # bit per function id
         self._cpus = 0  # bit per CPU
         self._first = self._last = 0  # indexes of the earliest and latest samples
-        self.freed = False
+        self.freed = False  # its end was seen; else it is "open"
+        self.freed_at = 0  # timestamp of that free
         self.drop_reason: str | None = None
         self.drop_function: str | None = None  # where it was dropped
         self.meta: Meta | None = None  # the first sample's that had headers: the flow
         self._path: tuple | None = None  # (samples then, path(), metas()), see _summary
+        self._entries: set[tuple[str, int, int]] | None = None  # entry points passed, where
+        # Each later flow the packet had (NAT, encapsulation), in order: [] when none.
+        self.flow_changes: list[Meta] = []
+
+    @property
+    def dropped(self) -> bool:
+        return self.drop_reason is not None
+
+    def starts_new_journey(self, sample: Sample) -> bool:
+        """Whether the sample, at this journey's address, is another packet's (the rules above)."""
+        if sample.is_return:
+            return False
+        ts = sample.timestamp
+        if self.freed:
+            return not (is_free_path(sample.function) and ts - self.freed_at <= FREE_PATH_WINDOW)
+        if ts - self._ts[self._last] > NEW_PACKET_GAP:
+            return True
+        meta = sample.meta
+        if meta is None:
+            return False
+        if meta.saddr and self.meta is not None:
+            flow = self.flow_changes[-1] if self.flow_changes else self.meta
+            if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
+                return True
+        return (self._entries is not None and sample.function in ENTRY_POINTS
+                and (sample.function, meta.ifindex, meta.netns) in self._entries)
 
     def add(self, sample: Sample) -> None:
         interned = self._interned
@@ -204,14 +277,35 @@ class Packet:
         ends = sample.journey_end
         if ends is None:  # not following skbs: the packet's skb is the only one
             ends = function in FREE_FUNCTIONS and not sample.is_return
-        if ends:
+        if ends and not self.freed:
             self.freed = True
+            self.freed_at = ts
         reason = sample.drop_reason
         if reason is not None and reason not in NOT_DROPS:
             self.drop_reason = reason
             self.drop_function = function
-        if self.meta is None and sample.meta is not None and sample.meta.saddr:
-            self.meta = sample.meta
+        elif (reason is None and function in DROP_FUNCTIONS and not sample.is_return
+              and self.drop_reason is None):
+            # ipftrace2's JSON has no drop reason: kfree_skb frees a dropped packet.
+            self.drop_reason = NO_REASON
+            self.drop_function = function
+        meta = sample.meta
+        if meta is not None:
+            if function in ENTRY_POINTS and not sample.is_return:
+                if self._entries is None:
+                    self._entries = set()
+                self._entries.add((function, meta.ifindex, meta.netns))
+            if meta.saddr:
+                if self.meta is None:
+                    self.meta = meta
+                elif not same_flow(meta, self.flow_changes[-1] if self.flow_changes
+                                   else self.meta):
+                    self.flow_changes.append(meta)
+
+    @property
+    def flows(self) -> list[Meta]:
+        """The packet's flow, then each it changed to."""
+        return [self.meta, *self.flow_changes] if self.meta is not None else []
 
     def _sample(self, i: int) -> Sample:
         info = self._info[i]
@@ -316,12 +410,12 @@ def durations(packets: Iterable[Packet]) -> list[int]:
 class PacketStore:
     """Packets built live from batches of samples, oldest evicted past a cap.
 
-    With split_on_free, a sample at an address whose packet was freed starts a
-    new packet (skbs are recycled); without, grouping is by packet id alone, as
-    in ipftrace2.
+    With split_on_free, a sample at an address whose journey ended by the rules
+    above starts a new packet (skbs are recycled); without, grouping is by packet
+    id alone, as in ipftrace2.
     """
 
-    def __init__(self, max_packets: int = 10_000, split_on_free: bool = True):
+    def __init__(self, max_packets: int | None = 10_000, split_on_free: bool = True):
         self.max_packets = max_packets
         self.split_on_free = split_on_free
         self.packets: dict[int, Packet] = {}  # key -> packet, oldest first
@@ -345,7 +439,7 @@ class PacketStore:
         current, packets, split = self._current, self.packets, self.split_on_free
         for sample in samples:
             packet = current.get(sample.packet_id)
-            if packet is None or (split and packet.freed and sample.function not in FREE_FUNCTIONS):
+            if packet is None or (split and packet.starts_new_journey(sample)):
                 packet = Packet(self._next_key, sample.packet_id, self.interned)
                 self._next_key += 1
                 packets[packet.key] = packet
@@ -358,6 +452,8 @@ class PacketStore:
         return [p for p in created if p.key in self.packets], changed & self.packets.keys()
 
     def _evict(self) -> None:
+        if self.max_packets is None:  # a replay keeps everything
+            return
         excess = len(self.packets) - self.max_packets
         if excess <= 0:
             return

@@ -38,12 +38,14 @@ async def shoot(name: str, app, keys: list[str], size: tuple[int, int] = SIZE) -
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
     shots = [
-        await shoot("main", replay_app(), ["down", "down", "enter", "down"]),
+        await shoot("main", replay_app(), ["down", "down", "enter", "down"], (200, 40)),
+        await shoot("small", replay_app(), ["d", "g", "enter"], (80, 24)),
+        await shoot("help", replay_app(), ["question_mark"], (80, 24)),
         await shoot("function-graph", replay_app("graph.jsonl"), ["g", "enter", "e", "down", "down"]),
         await shoot("filter-dialog", recorder_app()[0], ["m", "ctrl+u", *"0xZZ", "enter"]),
         # A journey followed into a clone; Tab to the details, Page Down to its kernel stack.
         await shoot("follow-stack", replay_app("follow.jsonl"),
-                    ["G", "enter", *["down"] * 8, "tab", "pagedown"]),
+                    ["G", "enter", *["down"] * 7, "tab", "pagedown"]),
         # Issue #17's views at 80x24, on a trace whose paths are known.
         await shoot("paths", replay_app("paths.jsonl"), ["P", "down"], SMALL),
         await shoot("waterfall", replay_app("paths.jsonl"), [*["down"] * 4, "W", "s"], SMALL),

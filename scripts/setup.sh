@@ -46,3 +46,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -
 fi
 "$venv/bin/python" -c "import bcc, textual, lupa" || {
   echo "setup: bcc/textual/lupa do not import in $venv" >&2; exit 1; }
+
+# `sudo ipft-tui` from any directory: a launcher on root's PATH that runs this
+# checkout's venv ('make clean' removes it). IPFT_LAUNCHER: another place (tests).
+launcher=${IPFT_LAUNCHER:-/usr/local/bin/ipft-tui}
+target="$(pwd)/$venv/bin/ipft-tui"
+script="#!/bin/sh
+# ipft-tui launcher written by $(pwd)/scripts/setup.sh; 'make clean' there removes it.
+exec \"$target\" \"\$@\""
+if [ -L "$launcher" ] || [ ! -f "$launcher" ] || [ "$(cat "$launcher")" != "$script" ]; then
+  tmp=$(mktemp)
+  printf '%s\n' "$script" > "$tmp"
+  # install replaces the file (never writes through a symlink), root-owned, 0755
+  $SUDO install -m 0755 "$tmp" "$launcher" && echo "setup: $launcher -> $target" >&2
+  rm -f "$tmp"
+fi

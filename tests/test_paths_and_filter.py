@@ -28,8 +28,8 @@ def journey(pid: int, start: int, steps, cpu: int = 0) -> list[Sample]:
 
 OUT = meta("veth0", A_NS)
 IN = meta("veth1", B_NS)
-DELIVERED = [("ip_output", 0, None, OUT), ("dev_queue_xmit", 100, None, OUT),
-             ("dev_queue_xmit", 50, None, OUT), ("netif_rx", 200, None, IN),
+DELIVERED = [("ip_output", 0, None, OUT), ("nf_hook_slow", 100, None, OUT),
+             ("nf_hook_slow", 50, None, OUT), ("netif_rx", 200, None, IN),
              ("udp_rcv", 300, None, IN), ("consume_skb", 400, None, IN)]
 DROPPED = [("ip_output", 0, None, OUT), ("netif_rx", 1000, None, IN),
            ("kfree_skb", 2000, "NO_SOCKET", meta("veth1", B_NS, dport=9))]
@@ -57,7 +57,7 @@ def test_paths_group_journeys_with_counts_outcomes_and_durations(store):
     assert [p.count for p in paths] == [3, 2, 1]
     delivered, dropped, still_open = paths
     # The repeated dev_queue_xmit is collapsed.
-    assert delivered.functions == ("ip_output", "dev_queue_xmit", "netif_rx", "udp_rcv",
+    assert delivered.functions == ("ip_output", "nf_hook_slow", "netif_rx", "udp_rcv",
                                    "consume_skb")
     assert dict(delivered.outcomes) == {"consumed": 3}
     assert delivered.duration_stats() == (1050, 1050, 1050)

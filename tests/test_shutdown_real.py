@@ -74,7 +74,7 @@ def tmux_tui(tmp_path):
     yield start
     for tui in started:
         tui.kill_server()  # SIGHUP, so that a failed test still cleans up
-        if not wait_for(lambda: not alive(tui.pid), 15):
+        if not wait_for(lambda tui=tui: not alive(tui.pid), 15):
             os.kill(tui.pid, 9)
 
 

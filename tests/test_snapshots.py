@@ -48,6 +48,19 @@ def test_followed_journey_with_clone_and_stack(snap_compare):
     assert snap_compare(app, terminal_size=SIZE, run_before=to_the_drop)
 
 
+def test_main_screen_at_80x24(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=(80, 24), press=["d", "g", "enter"])
+
+
+def test_help_screen_at_80x24(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=(80, 24), press=["question_mark"])
+
+
+def test_wide_main_screen_with_filter_chip(snap_compare):
+    assert snap_compare(replay_app(), terminal_size=(220, 40),
+                        press=["f", *"icmp_send", "enter", "g", "enter"])
+
+
 # The views of issue #17 at the smallest supported terminal, on paths.jsonl (known paths).
 SMALL = (80, 24)
 

@@ -1,8 +1,10 @@
 """Pilot tests of the TUI on recorded traces."""
 
 from ipft_tui.model import group_by_packet
-from ipft_tui.tui.screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog
+from ipft_tui.tui.screens import (ChoiceDialog, ConfirmDialog, FilterDialog, HelpScreen,
+                                  RegexDialog)
 from ipft_tui.tui.sources import load_trace
+from ipft_tui.tui.keys import KEYS, LIVE_ACTIONS
 from ipft_tui.tui.packet_list import PacketList
 from ipft_tui.tui.widgets import JourneyTree, StatusBar
 from tests.tui_support import DATA, recorder_app, replay_app
@@ -46,7 +48,9 @@ async def test_selecting_a_packet_shows_its_journey_and_details():
         assert [line.split()[2] for line in labels(tree)[1:]] == [s.function for s in packet.samples]
         await pilot.press("enter")
         assert tree.has_focus
-        await pilot.press("down", "down")
+        # The tree starts on the first sample, and the details show it.
+        assert f"function     {packet.samples[0].function}" in app.query_one("#detail").render().plain
+        await pilot.press("down")
         detail = app.query_one("#detail").render().plain
         assert f"function     {packet.samples[1].function}" in detail
         assert f"timestamp    {packet.samples[1].timestamp} ns" in detail
@@ -102,7 +106,8 @@ async def test_find_unknown_function_shows_error_and_changes_nothing():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("f", *"no_such_fn", "enter")
-        assert "no packet passed through 'no_such_fn'" in app.screen.query_one("#error").render().plain
+        error = app.screen.query_one("#error").render().plain
+        assert "no packet passed through a function matching 'no_such_fn'" in error
         await pilot.press("escape")
         assert app.query_one(PacketList).row_count == len(app.store.packets)
 
@@ -123,7 +128,7 @@ async def test_search_moves_to_matching_packet():
 
 
 async def test_pause_holds_samples_and_follow_selects_newest():
-    app = replay_app(follow=True)
+    app, _ = recorder_app(follow=True)
     samples, _ = load_trace(str(DATA / "demo.jsonl"))
     app.source.samples = samples[:10]
     async with app.run_test(size=SIZE) as pilot:
@@ -148,14 +153,29 @@ async def test_pause_holds_samples_and_follow_selects_newest():
 
 
 async def test_eviction_keeps_the_newest_packets():
-    app = replay_app(max_packets=5)
+    app, _ = recorder_app(max_packets=5)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.query_one(PacketList).row_count == 5
         assert app.store.evicted > 0
-        assert f"(-{app.store.evicted})" in app.query_one(StatusBar).render().plain
+        assert f"(-{app.store.evicted} evicted)" in app.query_one(StatusBar).render().plain
         await pilot.press("x")
         assert app.query_one(PacketList).row_count == 0 and not app.store.packets
+
+
+async def test_replay_keeps_every_packet_and_asks_before_clearing():
+    app = replay_app(max_packets=5)  # --max-packets bounds a live trace only
+    samples, _ = load_trace(str(DATA / "demo.jsonl"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.store.evicted == 0 and app.store.samples == len(samples)
+        assert app.query_one(PacketList).row_count == len(app.store.packets) > 5
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert app.query_one(PacketList).row_count == len(app.store.packets) > 5
+        await pilot.press("x", "y")
+        assert app.query_one(PacketList).row_count == 0
 
 
 async def test_malformed_lines_are_reported_with_line_numbers():
@@ -244,22 +264,53 @@ async def test_replay_refuses_live_changes():
     app = replay_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await pilot.press("m")
+        await pilot.press("m", "r", "t", "p")
         assert not isinstance(app.screen, FilterDialog)
-        assert any("replay" in n.message for n in app._notifications)
+        assert not app.paused
+        # Not offered: neither in the footer, nor in the palette, nor in the help.
+        footer = {b.binding.action for b in app.screen.active_bindings.values()
+                  if b.enabled and b.binding.show}
+        assert footer and not footer & LIVE_ACTIONS
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Search" in titles and "Mark" not in titles and "Pause" not in titles
+        await pilot.press("question_mark")
+        assert "mark / mask" not in help_text(app)
+
+
+def help_text(app) -> str:
+    return app.screen.query_one("#help-text").render().plain
 
 
 async def test_help_screen_and_command_palette():
-    app = replay_app()
-    async with app.run_test(size=SIZE) as pilot:
+    app, _ = recorder_app()
+    async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
+        for close in ("escape", "question_mark", "q"):
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            scroll = app.screen.query_one("#help-scroll")
+            await pilot.pause()
+            assert scroll.scroll_y == 0 and scroll.max_scroll_y > 0  # opens at its top
+            assert scroll.size.width <= 80
+            await pilot.press("j", "j", "pagedown")
+            assert scroll.scroll_y > 2
+            await pilot.press("k")
+            await pilot.press(close)
+            assert not isinstance(app.screen, HelpScreen), close
+        assert app.is_running  # q closed the help, not the app
+        # Every key of the table is in the help, and every palette entry is a key.
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        text = help_text(app)
+        for key in KEYS:
+            assert key.help in text, key
+        for line in text.splitlines()[:-1]:  # the last is a paragraph: it wraps
+            assert len(line) <= 76, line  # fits 80 columns with the frame
         await pilot.press("escape")
-        assert not isinstance(app.screen, HelpScreen)
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for title in ("Packet filter", "Function regex", "Toggle tracer", "Backend",
-                      "Find packets by function", "Pause display"):
+        for key in KEYS:
+            if key.palette:
+                assert key.label in titles
+        for title in ("Capture", "Display", "Regex", "Tracer", "Backend", "Function", "Pause"):
             assert title in titles
 
 
@@ -297,7 +348,7 @@ async def test_followed_journey_names_clones_and_shows_stacks():
             "icmp_send", "kfree_skb", "skb_copy_datagram_iovec", "consume_skb"]
         assert "clone 0xffff888105b77400" in lines[-3] and "[stack]" in lines[-3]
         assert "clone" not in lines[-1]  # the first skb, read by the packet socket
-        for _ in range(len(lines) - 2):
+        for _ in range(len(lines) - 3):  # from the first sample
             await pilot.press("down")
         detail = app.query_one("#detail").render().plain
         assert "function     kfree_skb" in detail

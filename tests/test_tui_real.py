@@ -57,6 +57,7 @@ async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tm
     assert not source._collector.running
     assert ipft_bpf_objects_settled() == []
     assert record.read_text().count("\n") >= before  # --record wrote what was seen
+    assert '"backend": "tracepoint"' in (tmp_path / "trace.jsonl.settings.json").read_text()
 
 
 async def test_tui_switches_extensions_and_keeps_the_old_one_when_broken(nothing_left_behind,

@@ -61,4 +61,4 @@ def test_scale_keeps_points_visible_and_fits_the_axis():
 
 
 def test_every_packet_list_column_sorts():
-    assert SORTABLE == {title for title, _width, _right in COLUMNS}
+    assert SORTABLE == {column.title for column in COLUMNS}

@@ -8,76 +8,63 @@ import time
 from dataclasses import replace
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, ProgressBar, Tree
 
 from ..batching import SampleBuffer
 from ..errors import IpftError
 from ..extensions import load_extension
-from ..model import PacketStore, packet_id_text
+from ..calltree import CallNode
+from ..model import Packet, PacketStore, Sample, is_drop, packet_id_text
+from ..outputs.jsonlines import JsonOutput
 from ..settings import PacketFilters
-from .screens import ChoiceDialog, FilterDialog, HelpScreen, RegexDialog, TextDialog
-from .filter_bar import FilterBar
-from .packet_list import PacketList
 from .compare import CompareScreen
+from .filter_bar import FilterBar
+from .keys import KEYS, LIVE_ACTIONS, bindings
+from .packet_list import PacketList, flows_text
+from .screens import (ChoiceDialog, ConfirmDialog, FilterDialog, FunctionDialog, HelpScreen,
+                      RegexDialog, TextDialog, function_matches)
 from .paths_view import PathsScreen
 from .waterfall import WaterfallScreen
-from .widgets import DetailPane, JourneyTree, StatusBar, status_text
+from .widgets import DetailPane, JourneyTree, StatusBar, status_items, where_text
 
 DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
 APPLY_BUDGET = 0.035  # s of sample handling per tick at most: input stays responsive
 APPLY_CHUNK = 10_000  # samples handled at a time within that budget
+WIDE = 200  # columns from which the journey and details sit beside the list, not below
+NARROW = 120  # below: the details under the journey, not beside it
 
 
 class IpftApp(App):
     TITLE = "ipft-tui"
     CSS = """
     #main { height: 1fr; }
-    PacketList { width: 3fr; }
+    PacketList { width: 3fr; border: round $panel; }
     #right { width: 2fr; }
     JourneyTree { height: 2fr; border: round $panel; }
     DetailPane { height: 1fr; border: round $panel; padding: 0 1; }
+    PacketList:focus, JourneyTree:focus, DetailPane:focus { border: round $accent; }
+    .-stacked #main { layout: vertical; }
+    .-stacked PacketList { width: 1fr; height: 1fr; }
+    .-stacked #right { width: 1fr; height: 1fr; layout: horizontal; }
+    .-stacked JourneyTree { height: 1fr; width: 3fr; }
+    .-stacked DetailPane { height: 1fr; width: 2fr; }
+    .-narrow PacketList { height: 4fr; }
+    .-narrow #right { layout: vertical; height: 5fr; }
+    .-narrow JourneyTree, .-narrow DetailPane { width: 1fr; }
     #attach { height: 1; display: none; }
     #attach.active { display: block; }
-    StatusBar { height: 1; background: $panel; padding: 0 1; }
+    StatusBar { background: $panel; padding: 0 1; }
     """
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
-        Binding("m", "edit_filter", "Filter"),
-        Binding("r", "edit_regex", "Regex"),
-        Binding("t", "toggle_tracer", "Tracer"),
-        Binding("b", "choose_backend", "Backend"),
-        Binding("s", "load_extension", "Script"),
-        Binding("o", "toggle_track_skb", "Track skb"),
-        Binding("S", "edit_stack_regex", "Stacks"),
-        Binding("f", "find_function", "Find fn"),
-        Binding("d", "toggle_drops", "Drops"),
-        Binding("slash", "search", "Search"),
-        Binding("n", "search_next", "Next", show=False),
-        Binding("F", "toggle_follow", "Follow"),
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("x", "clear", "Clear"),
-        Binding("P", "paths", "Paths"),
-        Binding("backslash", "filter_journeys", "Filter"),
-        Binding("escape", "clear_journey_filter", show=False),
-        Binding("W", "waterfall", "Waterfall"),
-        Binding("v", "mark_a", "Mark A", show=False),
-        Binding("equals_sign", "compare", "Compare", show=False),
-        Binding("e", "expand_all", "Expand", show=False),
-        Binding("c", "collapse_all", "Collapse", show=False),
-        Binding("g", "first", "First", show=False),
-        Binding("G", "last", "Last", show=False),
-        *[Binding(str(d), f"expand_depth({d})", show=False) for d in range(1, 10)],
-    ]
+    BINDINGS = bindings("app")
 
     def __init__(self, source, buffer: SampleBuffer, max_packets: int = 10_000,
                  follow: bool = True, ask_mark: bool = False):
         super().__init__()
         self.source = source
         self.buffer = buffer
-        self.store = PacketStore(max_packets=max_packets)
+        # A replay keeps every packet of its file; a live trace the newest max_packets.
+        self.store = PacketStore(max_packets=max_packets if source.live else None)
         self.follow = follow
         self.paused = False
         self.pending: list = []
@@ -85,6 +72,7 @@ class IpftApp(App):
         self.drops_only = False
         self.search_text = ""
         self.ask_mark = ask_mark
+        self.recording: str | None = None  # the file --record / R writes to
         self._rate = 0.0
         self._last_tick: tuple[float, int] | None = None  # (time, samples) the rate counts from
         self._shown_key: int | None = None
@@ -115,6 +103,7 @@ class IpftApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = self._subtitle()
+        self.recording = getattr(self.source, "record_path", None)
         if self.ask_mark:
             self.push_screen(FilterDialog(self._packet_filters()), self._first_mark)
         else:
@@ -122,6 +111,10 @@ class IpftApp(App):
         self.set_interval(DRAIN_INTERVAL, self.tick)
         self.packet_table.focus()
         self.tick()
+
+    def on_resize(self, event) -> None:
+        self.screen.set_class(event.size.width < WIDE, "-stacked")
+        self.screen.set_class(event.size.width < NARROW, "-narrow")
 
     def _first_mark(self, result) -> None:
         if result is None:
@@ -138,7 +131,9 @@ class IpftApp(App):
 
     def _subtitle(self) -> str:
         if not self.source.live:
-            return f"replay {os.path.basename(self.source.path)}"
+            recorded = getattr(self.source, "recorded_settings", None)
+            return f"replay {os.path.basename(self.source.path)}" + (
+                f" · recorded with {recorded}" if recorded else "")
         return "live"
 
     def on_unmount(self) -> None:
@@ -185,8 +180,7 @@ class IpftApp(App):
         table = self.packet_table
         table.forget_evicted()
         new_keys = {p.key for p in created}
-        filtered = self.drops_only or self.function_filter or self.journey_filter
-        shown = set(table.keys) if filtered else None
+        shown = set(table.keys) if self.filtered else None
         appear = [p.key for p in created if self._visible(p)]
         if shown is not None:  # a filter is on: changed packets may have become visible
             appear += [k for k in changed - new_keys
@@ -206,17 +200,49 @@ class IpftApp(App):
         table.keep_sorted()  # a sort order may have changed with the new samples
         table.refresh()  # rows on screen may have changed
         if self.follow and table.row_count:
-            table.move_cursor(row=table.row_count - 1)
+            table.move_cursor(table.row_count - 1, user=False)
         selected = table.selected_key()
         if selected is not None and (selected in changed or selected != self._shown_key):
             self.show_packet(selected)
+        self._update_filter_chip()
+
+    @property
+    def filtered(self) -> bool:
+        return self.drops_only or bool(self.function_filter) or self.journey_filter is not None
 
     def _visible(self, packet) -> bool:
-        if self.drops_only and packet.drop_reason is None:
+        if self.drops_only and not packet.dropped:
             return False
-        if self.function_filter and not packet.has_function(self.function_filter):
+        if self.function_filter and not packet._functions & self._function_mask():
             return False
         return self.journey_filter is None or self.journey_filter(packet)
+
+    def _function_mask(self) -> int:
+        """Bit per interned function name the function filter matches (names grow live)."""
+        names = self.store.interned.names
+        cached = getattr(self, "_mask_cache", None)
+        if cached is None or cached[0] != (self.function_filter, len(names)):
+            matched = set(function_matches(names, self.function_filter))
+            mask = 0
+            for i, name in enumerate(names):
+                if name in matched:
+                    mask |= 1 << i
+            self._mask_cache = cached = ((self.function_filter, len(names)), mask)
+        return cached[1]
+
+    def _update_filter_chip(self) -> None:
+        """The list's title says what is shown: `shown/total`, and which filters."""
+        table = self.packet_table
+        total = len(self.store.packets)
+        if not self.filtered:
+            title = f"packets {total}"
+        else:
+            what = (["drops"] if self.drops_only else []) + (
+                [f"fn ~ {self.function_filter}"] if self.function_filter else []) + (
+                [self.filter_bar.text] if self.journey_filter is not None else [])
+            title = f"[b]filter[/b] {' · '.join(what)}: {table.row_count}/{total}  (Esc clears)"
+        if title != table.border_title:
+            table.border_title = title
 
     def _update_status(self) -> None:
         status = self.source.status
@@ -229,40 +255,73 @@ class IpftApp(App):
             self._rate = instant if self._rate == 0 else 0.5 * self._rate + 0.5 * instant
             self._last_tick = (now, status.samples)
         bar = self.attach_bar
-        bar.set_class(status.attaching, "active")
+        loading = None
+        if not self.source.live and self.store.samples < status.samples:
+            loading = (self.store.samples, status.samples)
+        busy = status.attaching or loading is not None
+        if bar.has_class("active") != busy:
+            bar.set_class(busy, "active")
         if status.attaching:
             bar.update(total=max(status.attach_todo, 1), progress=status.attach_done)
-        self.status_bar.update(status_text(
+        elif loading is not None:
+            bar.update(total=loading[1], progress=loading[0])
+        self.status_bar.show(status_items(
             status, rate=self._rate, packets=len(self.store.packets), evicted=self.store.evicted,
             drops=self.buffer.dropped, follow=self.follow, paused=self.paused,
-            pending=len(self.pending), live=self.source.live))
+            pending=len(self.pending), live=self.source.live, loading=loading,
+            recording=self.recording))
         self.filter_bar.show_counts(self.packet_table.row_count, len(self.store.packets))
 
     # -- selection -------------------------------------------------------------------
 
     def show_packet(self, key: int | None) -> None:
+        """The journey tree and the detail pane show this packet (the selected row's)."""
         packet = self.store.packets.get(key) if key is not None else None
         self._shown_key = key
+        self.journey.show_packet(packet, self.source.settings.tracer)
+        self._show_detail()
+
+    def _show_detail(self) -> None:
         tree = self.journey
-        cursor = tree.cursor_line
-        tree.show_packet(packet, self.source.settings.tracer)
-        if packet is not None and cursor > 0:
-            tree.move_cursor_to_line(min(cursor, tree.last_line))
+        node = tree.cursor_node
+        self.detail.show(node.data if node is not None and tree.packet is not None else None,
+                         tree.origin, self.store.origin or 0)
 
     def on_packet_list_highlighted(self, event: PacketList.Highlighted) -> None:
+        if event.user and self.follow:
+            self.follow = False  # the user moved: stop following
+            self._update_status()
         if event.key != self._shown_key:
             self.show_packet(event.key)
+
+    def on_packet_list_follow_newest(self, event: PacketList.FollowNewest) -> None:
+        self.follow = True
+        self.action_last()
+        self._update_status()
 
     def on_packet_list_selected(self, event: PacketList.Selected) -> None:
         self.journey.focus()
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        self.detail.show(event.node.data, self.store.origin or 0)
+        if event.node.tree is self.journey:
+            self._show_detail()
+
+    def selected_packet(self) -> Packet | None:
+        key = self.packet_table.selected_key()
+        return self.store.packets.get(key) if key is not None else None
 
     # -- actions -----------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        """A replay does not offer what changes a live trace (footer, palette, keys)."""
+        if action in LIVE_ACTIONS and not self.source.live:
+            return False
+        if action == "clear_filters" and not (self.filtered or self.search_text):
+            return False
+        return True
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(live=self.source.live))
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
@@ -278,20 +337,24 @@ class IpftApp(App):
         self._update_status()
 
     def action_clear(self) -> None:
+        if self.source.live:
+            self._clear()
+            return
+        self.push_screen(ConfirmDialog("Forget every packet of this replay? (reload the file "
+                                       "to see them again)"),
+                         lambda yes: self._clear() if yes else None)
+
+    def _clear(self) -> None:
         self.store.clear()
         self.pending.clear()
         self.packet_table.clear()
         self.show_packet(None)
+        self._update_filter_chip()
         self._update_status()
-
-    def action_first(self) -> None:
-        self.follow = False
-        table = self.packet_table
-        table.move_cursor(row=0)
 
     def action_last(self) -> None:
         table = self.packet_table
-        table.move_cursor(row=max(table.row_count - 1, 0))
+        table.move_cursor(max(table.row_count - 1, 0), user=False)
 
     def action_expand_all(self) -> None:
         self.journey.expand_everything()
@@ -304,15 +367,52 @@ class IpftApp(App):
     def action_expand_depth(self, depth: int) -> None:
         self.journey.expand_to_depth(depth)
 
+    def action_jump_slowest(self) -> None:
+        tree = self.journey
+        calls = [n for n in _calls(tree.roots) if n.self_time is not None]
+        if not calls:
+            self.notify("no call with a measured time in this journey (tracer function_graph)",
+                        severity="warning")
+            return
+        slowest = max(calls, key=lambda n: n.self_time)
+        tree.reveal(lambda d: d is slowest)
+        tree.focus()
+
+    def action_jump_drop(self) -> None:
+        tree = self.journey
+        packet = tree.packet
+        if packet is None or not packet.dropped:
+            self.notify("this packet was not dropped", severity="warning")
+            return
+        where = packet.drop_function
+
+        def is_the_drop(data) -> bool:
+            sample = data.entry if isinstance(data, CallNode) else data
+            return isinstance(sample, Sample) and sample.function == where and (
+                is_drop(sample) or sample.drop_reason is None)
+        tree.reveal(is_the_drop)
+        tree.focus()
+
     def _rebuild_table(self) -> None:
         table = self.packet_table
         table.set_keys([k for k, p in self.store.packets.items() if self._visible(p)])
         self.show_packet(table.selected_key())
+        self._update_filter_chip()
 
     def action_toggle_drops(self) -> None:
         self.drops_only = not self.drops_only
+        if self.drops_only:
+            self.follow = False
         self._rebuild_table()
-        self.notify("only dropped packets" if self.drops_only else "all packets")
+        self._update_status()
+
+    def action_clear_filters(self) -> None:
+        self.drops_only = False
+        self.function_filter = ""
+        self.search_text = ""
+        if self.journey_filter is not None:
+            self.filter_bar.clear()  # applies "no filter", which rebuilds the list
+        self._rebuild_table()
 
     def action_paths(self) -> None:
         def done(expression) -> None:
@@ -356,10 +456,6 @@ class IpftApp(App):
     def action_filter_journeys(self) -> None:
         self.filter_bar.open()
 
-    def action_clear_journey_filter(self) -> None:
-        if self.journey_filter is not None:
-            self.filter_bar.clear()
-
     def on_filter_bar_applied(self, event: FilterBar.Applied) -> None:
         self.journey_filter = event.predicate
         self._rebuild_table()
@@ -369,62 +465,139 @@ class IpftApp(App):
         self.packet_table.focus()
 
     def action_find_function(self) -> None:
-        names = sorted(self.store.interned.names)
-
         def done(result) -> None:
             if result is None:
                 return
             self.function_filter = result
-            self.follow = False if result else self.follow
+            if result:
+                self.follow = False
             self._rebuild_table()
-            count = self.packet_table.row_count
-            self.notify(f"{count} packets passed through {result}" if result else "showing all packets")
+            self._update_status()
 
-        self.push_screen(TextDialog("Only packets that passed through function",
-                                    self.function_filter, "kfree_skb", choices=names), done)
+        self.push_screen(FunctionDialog(self.function_filter, list(self.store.interned.names)),
+                         done)
 
     def action_search(self) -> None:
         def done(result) -> None:
             if result:
                 self.search_text = result
-                self.action_search_next()
+                self.follow = False
+                self._search(1, from_current=True)
+                self._update_status()
 
-        self.push_screen(TextDialog("Search packets (packet id or function)", self.search_text), done)
+        self.push_screen(TextDialog("Search packets: address, port, protocol, drop reason, "
+                                    "device, function, packet id", self.search_text), done)
 
     def action_search_next(self) -> None:
+        self._search(1)
+
+    def action_search_previous(self) -> None:
+        self._search(-1)
+
+    def packet_text(self, packet: Packet) -> str:
+        """Everything shown about a packet, for search: its row, every function, device,
+        drop reason and flow of its journey."""
+        table = self.packet_table
+        parts = [packet_id_text(packet.packet_id), flows_text(packet),
+                 *(c for c in table.cells_of(packet))]
+        for sample in packet.samples:
+            parts.append(sample.function)
+            if sample.drop_reason:
+                parts.append(sample.drop_reason)
+            parts.append(where_text(sample.meta))
+            if sample.fields:
+                parts.extend(f"{k}={v}" for k, v in sample.fields.items())
+        return "\n".join(parts).lower()
+
+    def _search(self, step: int, from_current: bool = False) -> None:
         if not self.search_text:
             return
         table = self.packet_table
         keys = table.keys
-        start = table.cursor_row + 1
+        if not keys:
+            return
+        start = table.cursor_row + (0 if from_current else step)
         needle = self.search_text.lower()
         for offset in range(len(keys)):
-            i = (start + offset) % len(keys)
+            i = (start + step * offset) % len(keys)
             packet = self.store.packets[keys[i]]
-            if needle in packet_id_text(packet.packet_id) or any(
-                    needle in f.lower() for f in packet.functions):
+            if needle in self.packet_text(packet):
                 self.follow = False
-                table.move_cursor(row=i)
+                table.move_cursor(i)
                 self.show_packet(keys[i])  # now, not when the highlight message arrives
                 self._highlight_in_tree(needle)
                 return
         self.notify(f"no packet matches {self.search_text!r}", severity="warning")
 
     def _highlight_in_tree(self, needle: str) -> None:
-        tree = self.journey
-        for line in range(tree.last_line + 1):
-            node = tree.get_node_at_line(line)
-            if node is not None and node.data is not None and needle in node.data.function.lower():
-                tree.move_cursor_to_line(line)
+        def matches(data) -> bool:
+            sample = data.entry if isinstance(data, CallNode) else data
+            if not isinstance(sample, Sample):
+                return False
+            return needle in " ".join((sample.function, sample.drop_reason or "",
+                                       where_text(sample.meta))).lower()
+        self.journey.reveal(matches)
+        self._show_detail()
+
+    def action_copy(self) -> None:
+        packet = self.selected_packet()
+        if packet is None:
+            self.notify("no packet selected", severity="warning")
+            return
+        text = journey_text(packet, self.store.origin or 0)
+        self.copy_to_clipboard(text)
+        self.notify(f"packet {packet.key} copied ({text.count(chr(10)) + 1} lines)")
+
+    def action_write(self) -> None:
+        packet = self.selected_packet()
+        focused = self.focused
+        one = packet is not None and focused is not self.packet_table
+        default = f"ipft-packet-{packet.key}.jsonl" if one else "ipft-packets.jsonl"
+        what = (f"the journey of packet {packet.key}" if one
+                else f"the {self.packet_table.row_count} packets shown")
+
+        def done(path) -> None:
+            if not path:
                 return
+            packets = [packet] if one else [self.store.packets[k] for k in self.packet_table.keys]
+            try:
+                count = write_packets(path, packets)
+            except OSError as exc:
+                self.notify(f"cannot write {path}: {exc.strerror}", severity="error", timeout=10)
+                return
+            self.notify(f"{count} samples written to {path}")
+
+        self.push_screen(TextDialog(f"Write {what} to a new JSON-lines file (Tab in the list: "
+                                    "the journey)", default), done)
+
+    def action_toggle_record(self) -> None:
+        source = self.source
+        if self.recording:
+            source.stop_recording()
+            self.notify(f"recording to {self.recording} stopped")
+            self.recording = None
+            self._update_status()
+            return
+
+        def done(path) -> None:
+            if not path:
+                return
+            try:
+                source.start_recording(path)
+            except OSError as exc:
+                self.notify(f"cannot record to {path}: {exc.strerror}", severity="error",
+                            timeout=10)
+                return
+            self.recording = path
+            self._update_status()
+
+        self.push_screen(TextDialog("Record every sample from now on to a new JSON-lines file",
+                                    time.strftime("ipft-%Y%m%d-%H%M%S.jsonl")), done)
 
     # -- changing the trace live ------------------------------------------------------
 
     def _needs_live(self) -> bool:
-        if not self.source.live:
-            self.notify("this is a replay: nothing to change", severity="warning")
-            return False
-        return True
+        return self.source.live
 
     def action_edit_filter(self) -> None:
         if not self._needs_live():
@@ -522,27 +695,49 @@ class IpftApp(App):
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
-        for title, help_text, action in (
-            ("Packet filter", "Change the expression, mark, namespace, device (applied at once)",
-             self.action_edit_filter),
-            ("Function regex", "Attach/detach probes by name", self.action_edit_regex),
-            ("Toggle tracer", "function <-> function_graph", self.action_toggle_tracer),
-            ("Follow skbs", "Toggle: keep journeys across mark changes and clones",
-             self.action_toggle_track_skb),
-            ("Stack traces", "Kernel stacks for functions matching a regex",
-             self.action_edit_stack_regex),
-            ("Backend", "Switch the tracing backend", self.action_choose_backend),
-            ("Load extension", "Lua script or C file adding fields", self.action_load_extension),
-            ("Find packets by function", "Only packets that passed a function", self.action_find_function),
-            ("Only dropped packets", "Toggle: show only packets that were dropped", self.action_toggle_drops),
-            ("Search packets", "By packet id or function", self.action_search),
-            ("Follow newest", "Toggle follow mode", self.action_toggle_follow),
-            ("Pause display", "Tracing goes on", self.action_toggle_pause),
-            ("Clear packets", "Forget every packet shown", self.action_clear),
-            ("Paths", "Journeys grouped by function sequence", self.action_paths),
-            ("Filter journeys", "An expression over the journeys kept", self.action_filter_journeys),
-            ("Waterfall", "The selected journey on a time axis", self.action_waterfall),
-            ("Mark packet A", "Then = on packet B compares them", self.action_mark_a),
-        ):
-            yield SystemCommand(title, help_text, action)
+        for key in KEYS:  # the same table as the keys and the help
+            if key.palette and self.check_action(key.action, ()):
+                yield SystemCommand(key.label, key.help, getattr(self, f"action_{key.action}"))
 
+
+def _calls(roots: list[CallNode]):
+    todo = list(roots)
+    while todo:
+        node = todo.pop()
+        if node.children or node.exit is not None:
+            yield node
+        todo.extend(node.children)
+
+
+def journey_text(packet: Packet, trace_origin: int) -> str:
+    """A packet as plain text, for the clipboard."""
+    from .. import formatting as fmt  # noqa: PLC0415
+    lines = [f"packet {packet.key} {packet_id_text(packet.packet_id)} {flows_text(packet)}".rstrip(),
+             f"first seen {fmt.offset(packet.first.timestamp - trace_origin)}, "
+             + (fmt.duration(packet.duration) if packet.freed else "open (end not seen)")
+             + (f", dropped: {packet.drop_function} {packet.drop_reason}" if packet.dropped
+                else "")]
+    first = packet.first.timestamp
+    for sample in packet.samples:
+        line = (f"  +{fmt.duration(sample.timestamp - first):>9} cpu{sample.processor_id} "
+                f"{sample.function}{' (return)' if sample.is_return else ''}")
+        if sample.drop_reason:
+            line += f" {sample.drop_reason}"
+        where = where_text(sample.meta)
+        if where:
+            line += f" @{where}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_packets(path: str, packets: list[Packet]) -> int:
+    """Journeys to a new file (never over an existing one or through a symlink), 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        out = JsonOutput(stream, with_tuple=True)
+        count = 0
+        for packet in packets:
+            samples = packet.samples
+            out.write(samples)
+            count += len(samples)
+    return count

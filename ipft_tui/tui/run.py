@@ -25,6 +25,17 @@ STOP_TIMEOUT = 5.0  # s the collector gets to detach before the demo is removed 
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 
+def _loading(path: str):
+    """Progress on stderr while a big trace is read, before the TUI takes the screen."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(fraction: float, samples: int) -> None:
+        sys.stderr.write(f"\rloading {path}: {fraction:.0%} ({samples} samples)")
+        sys.stderr.flush()
+    return show
+
+
 class Shutdown:
     """Ends the process within seconds of a signal, whatever the terminal does.
 
@@ -94,14 +105,16 @@ def _run(start: Startup, args, shutdown: Shutdown) -> None:
     max_packets = start.max_packets
     buffer = SampleBuffer()
     if args.replay:
-        source = ReplaySource(args.replay, buffer)
+        source = ReplaySource(args.replay, buffer, progress=_loading(args.replay))
         if not source.samples and source.problems:
             raise IpftError(f"{args.replay}: no valid sample ({source.problems.total} malformed "
                             f"lines; line {source.problems[0][0]}: {source.problems[0][1]})")
         shutdown.app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         shutdown.app.run()
         return
-    settings = start.settings
+    # Skbs are followed by default (`o` turns it off): a packet's mark is often cleared
+    # on its way (between namespaces), and its free would go unseen.
+    settings = replace(start.settings, track_skb=True)
     require_root()
     extension = extension_from_args(args)
     if extension is not None:
@@ -123,7 +136,10 @@ def _run(start: Startup, args, shutdown: Shutdown) -> None:
                           + ", ".join(demo.removed_leftovers))
     # After a signal, a collector still compiling gets a few seconds; then the process
     # ends anyway, which detaches whatever it attached (nothing is pinned).
-    shutdown.add(lambda: source.stop_collector(timeout=STOP_TIMEOUT))
+    # Without a signal, the exit waits for every probe to be detached (bcc's own exit
+    # cleanup must not race the collector's).
+    shutdown.add(lambda: source.stop_collector(
+        timeout=STOP_TIMEOUT if shutdown.signum is not None else 900))
     try:
         app = shutdown.app = IpftApp(source, buffer, max_packets=max_packets,
                                      ask_mark=not settings.has_filter)

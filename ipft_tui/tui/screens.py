@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..errors import IpftError
 from ..settings import PacketFilters, parse_filters, parse_mark, select
+from .keys import bindings, help_text
 
 
 class Dialog(ModalScreen):
@@ -190,54 +193,123 @@ class TextDialog(Dialog):
         self.dismiss(value)
 
 
-HELP = """
-# ipft-tui keys
+class FunctionDialog(Dialog):
+    """A substring or regex of function names; shows the names it matches as you type.
+    Returns the pattern ('' for all packets)."""
 
-| key | action |
-| --- | --- |
-| ↑ ↓ / j k | move in the packet list or the journey tree |
-| Tab | next pane: packet list, journey tree, details (↑ ↓ scroll a long stack) |
-| Enter | open the selected packet's journey |
-| Space | expand / collapse the selected call |
-| e / c | expand all / collapse all |
-| 1 … 9 | expand the call tree to that depth |
-| g / G | first / last packet |
-| / , n | search packets by id or function, next match |
-| f | only packets that passed through a function (empty: all) |
-| d | only dropped packets (reason from the kernel's skb_drop_reason) |
-| \\ | filter what you have as you type, e.g. `drop == NO_SOCKET and dport == 7777` (Esc clears) |
-| > < I | sort the packet list by the next / previous column, invert (or click a column title); stays sorted live |
-| P | paths: journeys grouped by function sequence (count, ending, p50/p99/max, places); Enter lists a path's packets |
-| W | waterfall of the selected journey: bars on one time axis, lanes by CPU and device |
-| v, = | compare: v marks packet A, = on packet B aligns the two journeys |
-| F | follow mode: always select the newest packet |
-| p | pause the display (tracing goes on; pending count shown) |
-| x | clear all packets |
-| m | packet filter: expression, mark/mask, namespace, device |
-| r | function regex (attaches / detaches the difference) |
-| t | tracer: function ↔ function_graph |
-| b | backend |
-| s | load / switch an extension (Lua script or C file); a broken one keeps the previous |
-| o | follow skbs: keep a journey when its mark changes and take in its clones |
-| S | kernel stack traces for the functions matching a regex (shown in the detail pane) |
-| Ctrl+P | command palette |
-| ? | this help |
-| q | quit (every probe is detached) |
-
-`packet id` is the skb address: the kernel recycles skbs, so a journey ends when its
-skb is freed and the next sample at that address starts a new packet. While following
-skbs, a journey's id is its first skb; samples taken on another skb (a clone sharing
-its data) say `clone 0x…`.
-"""
-
-
-class HelpScreen(Dialog):
-    DEFAULT_CSS = "HelpScreen > Vertical { width: 80; }"
+    def __init__(self, current: str, names: list[str]):
+        super().__init__()
+        self.current = current
+        self.names = names
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Markdown(HELP)
-            yield Button("Close", id="close")
+            yield Label(Text("Only packets through functions matching (substring or regex)",
+                             style="bold"))
+            yield Input(self.current, placeholder="e.g. kfree or ^ip_(rcv|output)", id="text")
+            yield Static("", id="matches", classes="hint")
+            yield Static("", id="error", classes="error")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_mount(self) -> None:
+        self._show(self.current)
+
+    def _show(self, pattern: str) -> list[str] | None:
+        try:
+            matched = function_matches(self.names, pattern)
+        except re.error as exc:
+            self.query_one("#matches", Static).update("")
+            self.show_error(f"invalid regex: {exc}")
+            return None
+        self.show_error("")
+        if not pattern:
+            hint = "empty: every packet"
+        elif not matched:
+            hint = "no function seen so far matches"
+        else:
+            shown = ", ".join(matched[:8]) + (f", … ({len(matched)} in all)"
+                                              if len(matched) > 8 else "")
+            hint = f"{len(matched)} match: {shown}"
+        self.query_one("#matches", Static).update(Text(hint))
+        return matched
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        matched = self._show(value)
+        if matched is None:
+            return
+        if value and not matched:
+            self.show_error(f"no packet passed through a function matching {value!r} (yet)")
+            return
+        self.dismiss(value)
+
+
+def function_matches(names: list[str], pattern: str) -> list[str]:
+    """Names containing `pattern`, or matching it as a regex (case-insensitive); sorted."""
+    if not pattern:
+        return []
+    needle = pattern.lower()
+    regex = re.compile(pattern, re.IGNORECASE)
+    return sorted(n for n in names if needle in n.lower() or regex.search(n))
+
+
+class ConfirmDialog(Dialog):
+    """A yes/no question: y or Enter says yes, n or Esc no."""
+
+    BINDINGS = [("y,enter", "yes", "Yes"), ("n,escape", "cancel", "No")]
+
+    def __init__(self, question: str):
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self.question, style="bold"))
+            yield Static("y / Enter: yes    n / Esc: no", classes="hint")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+
+class HelpScreen(ModalScreen):
+    """The keys, generated from keys.KEYS; opens at its top, scrolls, fits 80 columns."""
+
+    BINDINGS = bindings("help")
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: 90%; padding: 0 1;
+                                  border: thick $accent; background: $surface; }
+    """
+
+    def __init__(self, live: bool = True):
+        super().__init__()
+        self.live = live
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-scroll"):
+            yield Static(help_text(self.live), id="help-text")
+
+    def on_mount(self) -> None:
+        scroll = self.query_one(VerticalScroll)
+        scroll.focus()
+        scroll.scroll_home(animate=False)
+
+    def _scroll(self) -> VerticalScroll:
+        return self.query_one(VerticalScroll)
+
+    def action_scroll_up(self) -> None:
+        self._scroll().scroll_up(animate=False)
+
+    def action_scroll_down(self) -> None:
+        self._scroll().scroll_down(animate=False)
+
+    def action_page_up(self) -> None:
+        self._scroll().scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        self._scroll().scroll_page_down(animate=False)
+
+    def action_close(self) -> None:
         self.dismiss(None)

@@ -18,7 +18,7 @@ _KEYS: dict[str, Callable[[Packet], object]] = {
     "flow": lambda p: flow_text(p.meta),
     "CPUs": lambda p: p.cpus,
     "fields": lambda p: str(sorted((p.last.fields or {}).items())),
-    "packet id": lambda p: p.packet_id,
+    "id": lambda p: p.packet_id,
 }
 SORTABLE = frozenset(_KEYS)
 

@@ -63,6 +63,20 @@ class LiveSource:
             except (OSError, ValueError) as exc:
                 self._stop_recording(exc)
 
+    def start_recording(self, path: str) -> None:
+        """Record from now on to a new file (never over an existing one or via a symlink)."""
+        record = JsonOutput(create_private(path, "recording"), with_tuple=True)
+        self.stop_recording()
+        with self._record_lock:
+            self._record, self.record_path, self.recorded = record, path, 0
+        self._record_settings()
+
+    def stop_recording(self) -> None:
+        with self._record_lock:
+            record, self._record, self.record_path = self._record, None, None
+        if record is not None:
+            record.stream.close()
+
     def _stop_recording(self, exc: Exception) -> None:
         record, self._record = self._record, None
         if record is None:
@@ -179,7 +193,7 @@ class LiveSource:
         self.extension = extension
         self.notice(f"extension {extension.path if extension else 'removed'}: tracing")
 
-    def stop_collector(self, timeout: float = 30) -> None:
+    def stop_collector(self, timeout: float = 900) -> None:
         if self._collector is not None:
             self._collector.stop(timeout)
 
@@ -202,12 +216,14 @@ class ReplaySource:
     live = False
     extension = None
 
-    def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None):
+    def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None,
+                 progress=None):
         self.path = path
         self.buffer = buffer
         self.settings = settings or TraceSettings(mark=0)
         recorded: list[dict] = []
-        self.samples, self.problems = load_trace(path, recorded)
+        self.samples, self.problems = load_trace(path, recorded, progress)
+        self.recorded_settings = settings_text(recorded[-1]) if recorded else None
         self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
         if self.problems.total > 20:
             self._notices.append(f"{path}: {self.problems.total - 20} more malformed lines")
@@ -230,6 +246,8 @@ class ReplaySource:
         return notices
 
     def start(self) -> None:
+        # A replay keeps every sample of its file: the buffer makes room for all of them.
+        self.buffer.capacity = max(self.buffer.capacity, len(self.buffer) + len(self.samples))
         self.buffer.put(self.samples)
 
     def candidate_names(self) -> list[str]:
@@ -265,9 +283,18 @@ def settings_line(s: TraceSettings) -> str:
         "ifname": s.ifname, "backend": s.backend, "tracer": s.tracer, "regex": s.regex}})
 
 
-def load_trace(path: str, settings: list[dict] | None = None) -> tuple[list[Sample], BadLines]:
+def settings_text(recorded: dict) -> str:
+    """A recording's settings line as the replay's subtitle says it."""
+    parts = [f"filter {recorded.get('filter') or '?'}", f"backend {recorded.get('backend')}",
+             f"tracer {recorded.get('tracer')}", f"regex {recorded.get('regex') or '(all)'}"]
+    return ", ".join(parts)
+
+
+def load_trace(path: str, settings: list[dict] | None = None, progress=None
+               ) -> tuple[list[Sample], BadLines]:
     """Samples from a JSON-lines file, and (line number, reason) for each bad line;
-    the recording's settings lines go to `settings` when given.
+    the recording's settings lines go to `settings` when given. `progress(fraction,
+    samples)` is called now and then while reading.
 
     Only regular files (a FIFO or a device could block or never end); lines are
     read in bounded pieces, so memory stays bounded whatever the file holds."""
@@ -283,9 +310,12 @@ def load_trace(path: str, settings: list[dict] | None = None) -> tuple[list[Samp
         raise IpftError(f"{path}: not a regular file (replay reads a saved trace; "
                         "save a stream to a file first)")
     os.set_blocking(fd, True)
+    size = os.fstat(fd).st_size or 1
     with open(fd, "rb") as f:
         try:
             for number, raw in enumerate(_bounded_lines(f), 1):
+                if progress is not None and number % 50_000 == 0:
+                    progress(min(f.tell() / size, 1.0), len(samples))
                 if raw is None:
                     problems.add(number, f"longer than {MAX_LINE >> 20} MiB; skipped")
                     continue
