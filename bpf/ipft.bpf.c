@@ -29,10 +29,9 @@ struct ipft_config {
     u32 netns;        /* IPFT_FILTER_NETNS: inode of the device's (or socket's) namespace */
     u64 ifname[2];    /* IPFT_FILTER_IFNAME: the device's name, NUL-padded */
 };
-#define IPFT_FILTER_EXPR   1u  /* the pcap-filter programs in filter_progs */
+#define IPFT_FILTER_EXPR   1u  /* the pcap-filter expression compiled in (ipft_expr_l2/l3) */
 #define IPFT_FILTER_NETNS  2u
 #define IPFT_FILTER_IFNAME 4u
-#define IPFT_FILTER_SLOT   8u  /* the expression is in filter_progs[2..3], not [0..1] */
 
 /* What the packet looked like at this probe (IPFT_WITH_META). */
 struct ipft_meta {
@@ -227,33 +226,6 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
  * and settings.py) a pcap-filter expression, a network namespace, a device name. */
 
 /* ipft-cbpf-begin: tests/test_pcapfilter_real.py runs this part alone (BPF_PROG_TEST_RUN) */
-/* A classic BPF instruction (struct sock_filter), as libpcap compiles it. */
-struct ipft_cbpf_insn {
-    u16 code;
-    u8 jt;
-    u8 jf;
-    u32 k;
-};
-#define IPFT_CBPF_MAX 128  /* MAX_INSNS in ipft_tui/pcapfilter.py */
-struct ipft_cbpf_prog {
-    u32 len;
-    u32 _pad;
-    struct ipft_cbpf_insn insns[IPFT_CBPF_MAX];
-};
-struct ipft_cbpf_mem {
-    u32 m[16];
-    /* The machine's registers live here between steps, not in BPF registers: read back
-     * from a map, they are unknown numbers to the verifier, so every step's state looks
-     * the same to it and the paths through an instruction prune, where exactly known
-     * values (different on every path) make the states explode. */
-    u32 pc, a, x;
-};
-/* [0] for packets whose Ethernet header is set, [1] for IP packets without one; [2], [3]
- * the same for IPFT_FILTER_SLOT. A new expression goes to the slot not in use, then the
- * config switches to it: a map update, nothing is recompiled or re-attached. */
-BPF_ARRAY(filter_progs, struct ipft_cbpf_prog, 4);
-BPF_PERCPU_ARRAY(cbpf_mem, struct ipft_cbpf_mem, 1);
-
 /* size bytes (1, 2 or 4) at off, big-endian; -1 beyond the linear data. */
 static __always_inline int ipft_cbpf_load(const unsigned char *pkt, u32 avail, u32 off,
                                           u32 size, u32 *val)
@@ -278,119 +250,21 @@ static __always_inline int ipft_cbpf_load(const unsigned char *pkt, u32 avail, u
     return 0;
 }
 
-/* Run a classic BPF program over avail bytes at pkt (wirelen: the whole packet's
- * length). Jumps go forward only, so IPFT_CBPF_MAX steps run any program that fits.
- * Returns the program's return value (0: no match); a load beyond the data rejects. */
-static __always_inline u32 ipft_cbpf_run(struct ipft_cbpf_prog *prog, const unsigned char *pkt,
-                                         u32 avail, u32 wirelen)
-{
-    u32 zero = 0;
-    struct ipft_cbpf_mem *mem = cbpf_mem.lookup(&zero);
-
-    if (!mem)
-        return 0;
-    volatile u32 *vpc = &mem->pc, *va = &mem->a, *vx = &mem->x;
-    *vpc = 0;
-    *va = 0;
-    *vx = 0;
-#pragma clang loop unroll(disable)
-    for (u32 step = 0; step < IPFT_CBPF_MAX; step++) {
-        u32 pc = *vpc, a = *va, x = *vx, len = prog->len;
-        if (pc >= len || pc >= IPFT_CBPF_MAX)
-            return 0;
-        u32 at = pc;
-        asm volatile("" : "+r"(at));  /* bound the register used, not a copy of it */
-        struct ipft_cbpf_insn *in = &prog->insns[at & (IPFT_CBPF_MAX - 1)];
-        u32 code = in->code, k = in->k, cls = code & 7, v = 0;
-        pc++;
-        if (cls <= 1) {  /* LD, LDX */
-            u32 mode = code & 0xe0;
-            if (mode == 0x00) {  /* IMM */
-                v = k;
-            } else if (mode == 0x80) {  /* LEN */
-                v = wirelen;
-            } else if (mode == 0x60) {  /* MEM */
-                v = mem->m[k & 15];
-            } else if (mode == 0xa0) {  /* MSH: X = 4 * (pkt[k] & 0xf) */
-                if (ipft_cbpf_load(pkt, avail, k, 1, &v))
-                    return 0;
-                v = (v & 0xf) << 2;
-            } else if (mode == 0x20 || mode == 0x40) {  /* ABS, IND */
-                u32 off = mode == 0x40 ? x + k : k;
-                u32 size = (code & 0x18) == 0 ? 4 : (code & 0x18) == 0x08 ? 2 : 1;
-                if ((mode == 0x40 && off < k) || ipft_cbpf_load(pkt, avail, off, size, &v))
-                    return 0;
-            } else {
-                return 0;
-            }
-            if (cls == 0)
-                *va = v;
-            else
-                *vx = v;
-        } else if (cls == 2) {  /* ST */
-            mem->m[k & 15] = a;
-        } else if (cls == 3) {  /* STX */
-            mem->m[k & 15] = x;
-        } else if (cls == 4) {  /* ALU */
-            u32 src = (code & 0x08) ? x : k;
-            switch (code & 0xf0) {
-            case 0x00: a += src; break;
-            case 0x10: a -= src; break;
-            case 0x20: a *= src; break;
-            case 0x30: if (!src) return 0; a /= src; break;
-            case 0x40: a |= src; break;
-            case 0x50: a &= src; break;
-            case 0x60: a = src < 32 ? a << src : 0; break;
-            case 0x70: a = src < 32 ? a >> src : 0; break;
-            case 0x80: a = -a; break;
-            case 0x90: if (!src) return 0; a %= src; break;
-            case 0xa0: a ^= src; break;
-            default: return 0;
-            }
-            *va = a;
-        } else if (cls == 5) {  /* JMP */
-            u32 op = code & 0xf0, src = (code & 0x08) ? x : k;
-            u8 jt = in->jt, jf = in->jf;
-            if (op == 0x00) {  /* JA */
-                if (k >= IPFT_CBPF_MAX)
-                    return 0;
-                pc += k;
-            } else if (op == 0x10) {
-                pc += a == src ? jt : jf;
-            } else if (op == 0x20) {
-                pc += a > src ? jt : jf;
-            } else if (op == 0x30) {
-                pc += a >= src ? jt : jf;
-            } else if (op == 0x40) {
-                pc += (a & src) ? jt : jf;
-            } else {
-                return 0;
-            }
-        } else if (cls == 6) {  /* RET */
-            return (code & 0x18) == 0x10 ? a : k;
-        } else {  /* MISC: TAX, TXA */
-            if ((code & 0xf8) == 0x00)
-                *vx = a;
-            else if ((code & 0xf8) == 0x80)
-                *va = x;
-            else
-                return 0;
-        }
-        *vpc = pc;
-    }
-    return 0;
-}
-
+/* The expression's classic BPF programs, translated to C by ipft_tui/pcapfilter.py and
+ * appended after this file: for Ethernet frames and for IP packets without an Ethernet
+ * header. They return the program's return value (0: no match). */
+static __always_inline u32 ipft_expr_l2(const unsigned char *pkt, u32 avail, u32 wirelen);
+static __always_inline u32 ipft_expr_l3(const unsigned char *pkt, u32 avail, u32 wirelen);
 /* ipft-cbpf-end */
 
 /* The expression on the skb's bytes: from its Ethernet header when that is set, else
  * from its IP header; no match before the network header is set. */
-static __always_inline int ipft_expr_matches(struct ipft_config *cfg, void *skb)
+static __always_inline int ipft_expr_matches(void *skb)
 {
     unsigned char *head = NULL, *data = NULL;
     u16 mh = 0xffff, nh = 0xffff;
-    u32 len = 0, tail = 0, start, slot = (cfg->filter & IPFT_FILTER_SLOT) ? 2 : 0;
-    struct ipft_cbpf_prog *prog;
+    u32 len = 0, tail = 0, start;
+    int l2;
 
     bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
     bpf_probe_read_kernel(&data, 8, (char *)skb + IPFT_OFF_sk_buff_data);
@@ -401,18 +275,15 @@ static __always_inline int ipft_expr_matches(struct ipft_config *cfg, void *skb)
     bpf_probe_read_kernel(&tail, 4, (char *)skb + IPFT_OFF_sk_buff_tail);
     if (!head || !data || nh == 0xffff || nh == 0)
         return 0;
-    if (mh != 0xffff && mh + 14 == nh) {
-        start = mh;
-    } else {
-        slot += 1;
-        start = nh;
-    }
-    prog = filter_progs.lookup(&slot);
-    if (!prog || tail <= start)
+    l2 = mh != 0xffff && mh + 14 == nh;
+    start = l2 ? mh : nh;
+    if (tail <= start)
         return 0;
     u32 data_off = (u32)(data - head);
     u32 wirelen = len + (data_off > start ? data_off - start : 0);
-    return ipft_cbpf_run(prog, head + start, tail - start, wirelen) != 0;
+    if (l2)
+        return ipft_expr_l2(head + start, tail - start, wirelen) != 0;
+    return ipft_expr_l3(head + start, tail - start, wirelen) != 0;
 }
 
 /* The namespace inode and name of the skb's device; without a device, the namespace
@@ -458,7 +329,7 @@ static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
         return 0;
     if ((cfg->filter & (IPFT_FILTER_NETNS | IPFT_FILTER_IFNAME)) && !ipft_where_matches(cfg, skb))
         return 0;
-    return !(cfg->filter & IPFT_FILTER_EXPR) || ipft_expr_matches(cfg, skb);
+    return !(cfg->filter & IPFT_FILTER_EXPR) || ipft_expr_matches(skb);
 }
 
 static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 packet_id,

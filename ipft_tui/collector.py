@@ -24,7 +24,7 @@ from .kernel.headers import HeadersError, find_headers
 from .kernel.kallsyms import Symbolizer
 from .kernel.limits import raise_limits
 from .model import FREE_FUNCTIONS
-from .pcapfilter import PacketFilter, compile_filter
+from .pcapfilter import c_source, compile_filter
 from .settings import FILTER_HINT, TraceSettings, filter_label, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
@@ -34,7 +34,7 @@ from .tracing.ringbuf import RingBufReader
 # probe_flags bits (IPFT_PROBE_* in bpf/ipft.bpf.c)
 PROBE_FREES_SKB, PROBE_FREES_DATA, PROBE_STACK = 1, 2, 4
 # config.filter bits (IPFT_FILTER_* in bpf/ipft.bpf.c)
-FILTER_EXPR, FILTER_NETNS, FILTER_IFNAME, FILTER_SLOT = 1, 2, 4, 8
+FILTER_EXPR, FILTER_NETNS, FILTER_IFNAME = 1, 2, 4
 # kfree_skbmem frees only the sk_buff: its data went before it.
 FREE_FLAGS = {name: PROBE_FREES_SKB | (PROBE_FREES_DATA if name != "kfree_skbmem" else 0)
               for name in FREE_FUNCTIONS}
@@ -132,7 +132,6 @@ class Collector:
         self._symbolizer: Symbolizer | None = None
         self._stacks_asked = False  # records carry stack ids only once a regex was given
         self._perf_lost = 0
-        self._filter_slot = 0  # which half of filter_progs the config points at
 
     # -- consumer side ----------------------------------------------------------
 
@@ -148,12 +147,14 @@ class Collector:
 
     def set_filter(self, mark: int, mask: int, expression: str | None = None, netns: int = 0,
                    ifname: str | None = None) -> None:
-        """Every packet filter at once (mark 0: none); a map update. The expression is
-        compiled here, so a bad one raises (FilterError) and changes nothing."""
+        """Mark, namespace and device at once (mark 0: none): a map update. The
+        expression is compiled into the program: it must stay the same here."""
         if not (mark or expression or netns or ifname):
             raise UsageError(f"nothing to trace: {FILTER_HINT}")
-        compiled = compile_filter(expression) if expression else None
-        self._commands.put(("filter", (mark, mask, compiled, netns, ifname, time.monotonic())))
+        if (expression or None) != self.settings.expression:
+            raise UsageError("a new expression needs a new program: restart the collector "
+                             "with it (the mark, namespace and device change live)")
+        self._commands.put(("filter", (mark, mask, netns, ifname, time.monotonic())))
 
     def set_regex(self, regex: str | None) -> None:
         self._commands.put(("regex", regex))
@@ -219,17 +220,15 @@ class Collector:
                            module_label=s.module_label,
                            track_skb=s.follows_skbs or s.live_switches,
                            stacks=s.stack_regex is not None or s.live_switches,
-                           defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {})
+                           defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {},
+                           filter_source=c_source(compile_filter(s.expression)
+                                                  if s.expression else None))
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
         self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None,
                                     spec.track_skb, spec.stacks)
-        packet_filter = compile_filter(s.expression) if s.expression else None
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
-        self._filter_slot = 0
-        if packet_filter is not None:
-            self._write_filter_programs(packet_filter, 0)
         self._write_config(graph=False)  # calls are tracked once return probes are in place
         if spec.track_skb or spec.stacks:
             self._write_probe_flags(stack_probes)
@@ -271,23 +270,11 @@ class Collector:
         """The filters besides the mark, in the config map's leaf."""
         s = self.settings
         leaf.filter = ((FILTER_EXPR if s.expression else 0) | (FILTER_NETNS if s.netns else 0)
-                       | (FILTER_IFNAME if s.ifname else 0)
-                       | (FILTER_SLOT if self._filter_slot else 0))
+                       | (FILTER_IFNAME if s.ifname else 0))
         leaf.netns = s.netns
         name = (s.ifname or "").encode().ljust(16, b"\0")
         leaf.ifname[0] = int.from_bytes(name[:8], "little")
         leaf.ifname[1] = int.from_bytes(name[8:], "little")
-
-    def _write_filter_programs(self, packet_filter: PacketFilter, slot: int) -> None:
-        """The expression's two programs into filter_progs[2 * slot ...]."""
-        table = self._bpf[b"filter_progs"]
-        for index, program in enumerate((packet_filter.l2, packet_filter.l3)):
-            leaf = table.Leaf()
-            leaf.len = len(program)
-            for i, insn in enumerate(program):
-                leaf.insns[i].code, leaf.insns[i].jt = insn.code, insn.jt
-                leaf.insns[i].jf, leaf.insns[i].k = insn.jf, insn.k
-            table[ctypes.c_int(2 * slot + index)] = leaf
 
     def _stack_probes(self, regex: str | None) -> set[int]:
         return set(select(self.candidate_names(), regex)) if regex is not None else set()
@@ -394,15 +381,10 @@ class Collector:
     def _execute(self, command: str, arg) -> None:
         try:
             if command == "filter":
-                mark, mask, packet_filter, netns, ifname, asked = arg
+                mark, mask, netns, ifname, asked = arg
                 was_following = self.settings.follows_skbs
-                if packet_filter is not None:
-                    # Into the slot not in use: BPF never runs a half-written program.
-                    self._write_filter_programs(packet_filter, 1 - self._filter_slot)
-                    self._filter_slot = 1 - self._filter_slot
                 s = self.settings
                 s.mark, s.mask, s.netns, s.ifname = mark, mask, netns, ifname
-                s.expression = packet_filter.expression if packet_filter else None
                 if s.follows_skbs and not was_following:
                     self._forget_followed()
                 self._write_config()

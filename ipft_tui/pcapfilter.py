@@ -1,5 +1,5 @@
-"""pcap-filter expressions: compiled by libpcap to classic BPF, checked for what our
-BPF-side interpreter (ipft_cbpf_run in bpf/ipft.bpf.c) can run.
+"""pcap-filter expressions: compiled by libpcap to classic BPF, then translated to C
+functions that bpf/ipft.bpf.c calls on the skb's bytes (ipft_expr_l2, ipft_expr_l3).
 
 Two programs per expression, as retis does: one for packets whose Ethernet header is
 set (DLT_EN10MB, bytes from skb->mac_header) and one for packets seen before or
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 
-MAX_INSNS = 128  # IPFT_CBPF_MAX in bpf/ipft.bpf.c: the map value's size and the loop bound
+MAX_INSNS = 512  # longer programs are refused (verifier cost grows with their paths)
 DLT_EN10MB, DLT_RAW = 1, 12
 SNAPLEN = 262144
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
@@ -146,7 +146,7 @@ def unsupported(program: tuple[Insn, ...]) -> str | None:
     """Why our interpreter cannot run this program, or None."""
     if len(program) > MAX_INSNS:
         return (f"it compiles to {len(program)} classic BPF instructions; at most {MAX_INSNS} "
-                "run in the kernel (simplify it, or split it into fewer alternatives)")
+                "are translated for the kernel (simplify it)")
     for pc, insn in enumerate(program):
         cls, code = insn.code & 7, insn.code
         if cls in (LD, LDX):
@@ -287,3 +287,92 @@ def matches(f: PacketFilter, packet: bytes, l2: bool = True) -> bool:
 def encode(program: tuple[Insn, ...]) -> list[tuple[int, int, int, int]]:
     """(code, jt, jf, k) rows for the BPF map's value."""
     return [(i.code, i.jt, i.jf, i.k) for i in program]
+
+
+def to_c(program: tuple[Insn, ...], name: str) -> str:
+    """The program as a C function for our BPF program: `static u32 name(pkt, avail,
+    wirelen)`, one labelled statement per instruction. Classic BPF jumps only go forward,
+    so the code is loop-free and the verifier walks it once per path join; loads go
+    through ipft_cbpf_load() (bounds-checked bpf_probe_read_kernel)."""
+    problem = unsupported(program)
+    if problem:
+        raise FilterError(f"cannot translate: {problem}")
+    used_mem = sorted({i.k for i in program if i.code & 7 in (ST, STX)
+                       or (i.code & 7 in (LD, LDX) and i.code & 0xE0 == MEM)})
+    lines = [f"static __always_inline u32 {name}(const unsigned char *pkt, u32 avail, u32 wirelen)",
+             "{", "    u32 A = 0, X = 0, v = 0;"]
+    lines += [f"    u32 M{k} = 0;" for k in used_mem]
+    sizes = {W: 4, H: 2, B: 1}
+    for pc, insn in enumerate(program):
+        code, k = insn.code, insn.k
+        cls = code & 7
+        reg = "A" if cls == LD else "X"
+        if cls in (LD, LDX):
+            mode = code & 0xE0
+            if mode == IMM:
+                stmt = f"{reg} = {k}u;"
+            elif mode == LEN:
+                stmt = f"{reg} = wirelen;"
+            elif mode == MEM:
+                stmt = f"{reg} = M{k};"
+            elif mode == ABS:
+                stmt = (f"if (ipft_cbpf_load(pkt, avail, {k}u, {sizes[code & 0x18]}, &v)) "
+                        f"return 0; {reg} = v;")
+            elif mode == IND:
+                stmt = (f"if (X + {k}u < X || ipft_cbpf_load(pkt, avail, X + {k}u, "
+                        f"{sizes[code & 0x18]}, &v)) return 0; {reg} = v;")
+            elif mode == MSH:
+                stmt = f"if (ipft_cbpf_load(pkt, avail, {k}u, 1, &v)) return 0; X = (v & 0xf) << 2;"
+            else:
+                raise FilterError(f"cannot translate instruction {pc} (0x{code:02x})")
+        elif cls == ST:
+            stmt = f"M{k} = A;"
+        elif cls == STX:
+            stmt = f"M{k} = X;"
+        elif cls == ALU:
+            src = "X" if code & SRC_X else f"{k}u"
+            op = code & 0xF0
+            if op in (DIV, MOD):
+                sym = "/" if op == DIV else "%"
+                stmt = f"if (!{src}) return 0; A {sym}= {src};"
+            elif op in (LSH, RSH):
+                sym = "<<" if op == LSH else ">>"
+                stmt = f"A = {src} < 32 ? A {sym} {src} : 0;"
+            elif op == NEG:
+                stmt = "A = -A;"
+            else:
+                sym = {ADD: "+", SUB: "-", MUL: "*", OR: "|", AND: "&", XOR: "^"}[op]
+                stmt = f"A {sym}= {src};"
+        elif cls == JMP:
+            op = code & 0xF0
+            if op == JA:
+                stmt = f"goto L{pc + 1 + k};"
+            else:
+                src = "X" if code & SRC_X else f"{k}u"
+                cond = {JEQ: f"A == {src}", JGT: f"A > {src}", JGE: f"A >= {src}",
+                        JSET: f"(A & {src}) != 0"}[op]
+                stmt = f"if ({cond}) goto L{pc + 1 + insn.jt}; goto L{pc + 1 + insn.jf};"
+        elif cls == RET:
+            stmt = "return A;" if code & 0x18 == RET_A else f"return {k}u;"
+        else:
+            stmt = "X = A;" if code & 0xF8 == TAX else "A = X;"
+        lines.append(f"L{pc}: {stmt}")
+    lines += ["    return 0;", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def c_source(f: PacketFilter | None) -> str:
+    """The expression's two functions (ipft_expr_l2, ipft_expr_l3) for bpf/ipft.bpf.c;
+    without an expression, ones that never match (never called: the filter bit is off)."""
+    if f is None:
+        return ("static __always_inline u32 ipft_expr_l2(const unsigned char *pkt, u32 avail, "
+                "u32 wirelen) { return 0; }\n"
+                "static __always_inline u32 ipft_expr_l3(const unsigned char *pkt, u32 avail, "
+                "u32 wirelen) { return 0; }\n")
+    return ("#pragma clang diagnostic push\n"
+            "#pragma clang diagnostic ignored \"-Wunused-label\"\n"
+            "#pragma clang diagnostic ignored \"-Wunused-variable\"\n"
+            "#pragma clang diagnostic ignored \"-Wunused-parameter\"\n"
+            "#pragma clang diagnostic ignored \"-Wunused-but-set-variable\"\n"
+            + to_c(f.l2, "ipft_expr_l2") + to_c(f.l3, "ipft_expr_l3")
+            + "#pragma clang diagnostic pop\n")

@@ -389,6 +389,8 @@ CONFIGS = {
     "none": ("untraced", run_none),
     "floor": ("BPF filter only, counted in a map", run_floor),
     "json": ("ipft-tui -m MARK -o json > /dev/null", lambda w: run_headless(w, "-o", "json")),
+    "mark-follow": ("ipft-tui -m MARK --track-skb -o json (followed, like expression)",
+                    lambda w: run_headless(w, "-o", "json", "--track-skb")),
     "expression": ("ipft-tui -o json 'udp and dst port N and host A' (no mark)",
                    lambda w: run_headless(w, "-o", "json", expression(w), mark=False)),
     "aggregate": ("ipft-tui -o aggregate", lambda w: run_headless(w, "-o", "aggregate")),

@@ -210,16 +210,19 @@ async def test_filter_dialog_validates_then_sends_one_command():
         assert source.commands == []
         await pilot.press("ctrl+u", "enter")  # an empty mark: no mark filter, not an error
         assert not isinstance(app.screen, FilterDialog)
-        assert len(source.commands) == 1
-        sent = source.commands[0][1]
-        assert (sent.expression, sent.mark, sent.netns, sent.ifname) == (
-            "udp and dst port 53", 0, 0, None)
+        await app.workers.wait_for_complete()
+        # A new expression is compiled into a new program: the collector restarts.
+        assert source.commands == [("restart", "auto", "function")]
+        s = source.settings
+        assert (s.expression, s.mark, s.netns, s.ifname) == ("udp and dst port 53", 0, 0, None)
         await pilot.press("m")  # reopened: shows what was applied
         assert app.screen.query_one("#expression").value == "udp and dst port 53"
         assert app.screen.query_one("#mark").value == ""
-        await pilot.press("ctrl+u", "enter")  # nothing at all: refused, says what to give
+        await pilot.press("tab", *"42", "enter")  # the mark only: a map update
+        assert source.commands[1][0] == "filter" and source.commands[1][1].mark == 42
+        await pilot.press("m", "ctrl+u", "tab", "ctrl+u", "enter")
         assert "nothing to trace" in app.screen.query_one("#error").render().plain
-        assert len(source.commands) == 1
+        assert len(source.commands) == 2
 
 
 async def test_regex_dialog_counts_matches_and_refuses_bad_patterns():

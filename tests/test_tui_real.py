@@ -44,7 +44,7 @@ async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tm
             assert "probes 30/30" in app.query_one(StatusBar).render().plain
 
             # Change the mark from the dialog: the demo's packets stop matching.
-            await pilot.press("m", "ctrl+u", *"0x1", "enter")
+            await pilot.press("m", "tab", "ctrl+u", *"0x1", "enter")  # the mark field
             assert await wait_until(pilot, lambda: source.status.mark == 1)
             await pilot.pause(0.5)
             before = app.store.samples

@@ -50,9 +50,12 @@ class ProgramSpec:
     module_source: str | None = None  # an extension's C code defining module()
     module_label: str = "extension"  # where module_source came from, for error messages
     defines: dict[str, int] = field(default_factory=dict)
+    filter_source: str = ""  # the pcap-filter expression as C (ipft_tui/pcapfilter.py)
 
     def _parts(self) -> list[tuple[str, str]]:
         parts = [("layout", self.layout_header), ("bpf/ipft.bpf.c", (bpf_dir() / "ipft.bpf.c").read_text())]
+        if self.filter_source:
+            parts.append(("pcap-filter expression", self.filter_source))
         if self.module_source is not None:
             parts.append((self.module_label, self.module_source))
         parts.append(("entry points", self.entry_points))

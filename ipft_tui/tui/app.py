@@ -604,9 +604,16 @@ class IpftApp(App):
             return
 
         def done(result) -> None:
-            if result is not None:
-                self.source.set_filter(result)
-                self.notify(f"filter: {result.label}")
+            if result is None:
+                return
+            s = self.source.settings
+            if result.expression != s.expression:  # compiled into the program: a new one
+                self._restart(replace(s, mark=result.mark, mask=result.mask,
+                                      expression=result.expression, netns=result.netns,
+                                      ifname=result.ifname), f"filter {result.label}")
+                return
+            self.source.set_filter(result)  # a map update
+            self.notify(f"filter: {result.label}")
 
         self.push_screen(FilterDialog(self._packet_filters()), done)
 

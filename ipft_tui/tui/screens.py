@@ -69,8 +69,8 @@ class FilterDialog(Dialog):
                             id="netns")
                 yield Input(c.ifname or "", placeholder="device: empty = any", id="ifname")
             yield Static("", id="error", classes="error")
-            yield Static("Enter applies at once (a BPF map update), Esc cancels",
-                         classes="hint")
+            yield Static("Enter applies (mark, netns, device: a map update; a new "
+                         "expression: a new program), Esc cancels", classes="hint")
 
     @staticmethod
     def _mark_label(mark: int | None) -> str:
