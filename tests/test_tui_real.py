@@ -57,7 +57,12 @@ async def test_tui_shows_demo_traffic_live_and_cleans_up(nothing_left_behind, tm
     assert not source._collector.running
     assert ipft_bpf_objects_settled() == []
     assert record.read_text().count("\n") >= before  # --record wrote what was seen
-    assert '"backend": "tracepoint"' in (tmp_path / "trace.jsonl.settings.json").read_text()
+    # The settings the recording was made with, before its samples; the last (which a
+    # replay shows) names the backend `auto` chose.
+    lines = record.read_text().splitlines()
+    settings = [line for line in lines if line.startswith('{"ipft_tui_settings"')]
+    assert settings and lines[0] == settings[0]
+    assert '"backend": "tracepoint"' in settings[-1]
 
 
 async def test_tui_switches_extensions_and_keeps_the_old_one_when_broken(nothing_left_behind,

@@ -43,8 +43,12 @@ class LiveSource:
         self._lock = threading.Lock()
         self._collector: Collector | None = None
         self._record_lock = threading.Lock()  # samples (collector thread) and settings lines
+        self._recorded_backend = ""  # as the last settings line said
 
     def _sink(self, batch) -> None:
+        if self._record and self._recorded_backend != (self.status.backend or
+                                                        self.settings.backend):
+            self._record_settings()
         if self._record:
             try:
                 with self._record_lock:
@@ -55,11 +59,15 @@ class LiveSource:
         self.buffer.put(batch)
 
     def _record_settings(self) -> None:
-        """A line saying what was traced, before the samples it applies to."""
+        """A line saying what was traced, before the samples it applies to (again once
+        samples flow, when `auto` has become a backend)."""
         if self._record:
+            backend = self.status.backend or self.settings.backend
+            self._recorded_backend = backend
             try:
                 with self._record_lock:
-                    self._record.stream.write(settings_line(self.settings) + "\n")
+                    self._record.stream.write(
+                        settings_line(replace(self.settings, backend=backend)) + "\n")
             except (OSError, ValueError) as exc:
                 self._stop_recording(exc)
 
