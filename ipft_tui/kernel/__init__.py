@@ -8,7 +8,9 @@ from functools import cached_property
 from . import btf as btfmod
 from .capabilities import Capabilities, detect
 from .layout import drop_reasons, layout_header
-from .targets import (Target, check_skb_mark, load_kernel_btf, skb_functions, skb_tracepoints,
+from .kallsyms import addresses
+from .targets import (Target, available_filter_functions, check_skb_mark,
+                      function_targets, load_kernel_btf, skb_functions, skb_tracepoints,
                       tracepoint_returns)
 
 
@@ -34,6 +36,25 @@ class Kernel:
     @cached_property
     def tracepoint_returns(self) -> dict[str, str]:
         return tracepoint_returns(self.btf, self.tracepoints)
+
+    @cached_property
+    def vmlinux_function_ids(self) -> dict[str, int]:
+        """vmlinux BTF id of every function (fentry programs attach by it)."""
+        vmlinux = self.btf[0]
+        return {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == btfmod.FUNC}
+
+    def backend_targets(self, backend: str) -> tuple[list[Target], dict[str, int]]:
+        """What a run with this backend tries (before -r), in probe id order, and the
+        kallsyms address of each (a tracepoint's is its __traceiter_ function's).
+        -l prints exactly this, so it lists what a run tries."""
+        if backend == "tracepoint":
+            # kallsyms lists the tracepoint's iterator function even without KALLSYMS_ALL.
+            found = addresses({f"__traceiter_{t.name}" for t in self.tracepoints})
+            return self.tracepoints, {t.name: found.get(f"__traceiter_{t.name}", 0)
+                                      for t in self.tracepoints}
+        found = addresses({t.name for t in self.functions})
+        btf_ids = self.vmlinux_function_ids if backend == "ftrace" else None
+        return function_targets(self.functions, found, available_filter_functions(), btf_ids), found
 
     @cached_property
     def layout_header(self) -> str:

@@ -6,12 +6,22 @@ Everything here is derived from BTF, so it matches the running kernel exactly.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from . import btf as btfmod
 
 BTF_DIR = "/sys/kernel/btf"
 TRACEPOINT_PREFIX = "btf_trace_"
+# 1-based skb (and drop reason) positions the function backends' entry points read
+# (x86-64: the first argument registers), like ipftrace2's kprobe limit.
+FUNCTION_MAX_POSITION = 5
+# Tracepoint machinery that takes an skb: probing it only repeats the tracepoints.
+TRACEPOINT_STUB_PREFIXES = ("__traceiter_", "__probestub_", "__bpf_trace_", "perf_trace_",
+                            "trace_event_raw_event_")
+# Functions ftrace can hook: kprobe-multi and fentry attach only there, and ipftrace2
+# traces nothing else with any backend.
+AVAILABLE_FILTER_FUNCTIONS = ("/sys/kernel/tracing/available_filter_functions",
+                              "/sys/kernel/debug/tracing/available_filter_functions")
 
 
 @dataclass(frozen=True, order=True)
@@ -28,6 +38,17 @@ class Target:
     module: str = "vmlinux"
     kind: str = "function"  # "function" or "tracepoint"
     reason_pos: int = -1  # same numbering as skb_pos, of an `enum skb_drop_reason` argument
+    btf_order: int = field(default=0, compare=False)  # found in this order (vmlinux first)
+
+    @property
+    def skb_index(self) -> int:
+        """0-based position of the skb among the arguments, as ipftrace2's -l prints it."""
+        return self.skb_pos - 1 if self.kind == "function" else self.skb_pos
+
+
+def list_order(target: Target) -> tuple[int, int]:
+    """ipftrace2's -l order: by skb position, then as found in BTF."""
+    return target.skb_index, target.btf_order
 
 
 def load_kernel_btf(btf_dir: str = BTF_DIR) -> list[btfmod.BTF]:
@@ -92,7 +113,7 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
             pos, reason = _skb_position(cache, blob.ref(type_id))
             if pos:
                 name = blob.name(type_id)
-                found.setdefault(name, Target(name, pos, blob.label, "function", reason))
+                found.setdefault(name, Target(name, pos, blob.label, "function", reason, len(found)))
     return sorted(found.values())
 
 
@@ -125,7 +146,7 @@ def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
                 continue
             reason_pos = next((i for i, (_n, t) in enumerate(params) if _is_drop_reason(blob, t)), -1)
             tp = name[len(TRACEPOINT_PREFIX):]
-            found.setdefault(tp, Target(tp, skb_pos, blob.label, "tracepoint", reason_pos))
+            found.setdefault(tp, Target(tp, skb_pos, blob.label, "tracepoint", reason_pos, len(found)))
     return sorted(found.values())
 
 
@@ -152,3 +173,32 @@ def check_skb_mark(vmlinux: btfmod.BTF) -> None:
     mark = vmlinux.members(skb).get("mark")
     if mark is None or mark.bit_size or mark.byte_size != 4:
         raise btfmod.BTFError("struct sk_buff has no 32-bit 'mark' member in this kernel's BTF")
+
+
+def available_filter_functions(paths: tuple[str, ...] = AVAILABLE_FILTER_FUNCTIONS) -> set[str] | None:
+    """Names ftrace can hook (`name` or `name [module]` lines); None when no file is readable."""
+    for path in paths:
+        try:
+            with open(path) as f:
+                return {line.split(maxsplit=1)[0] for line in f if line.strip()}
+        except OSError:
+            continue
+    return None
+
+
+def function_targets(functions: list[Target], addresses: dict[str, int],
+                     available: set[str] | None, btf_ids: dict[str, int] | None = None,
+                     max_pos: int = FUNCTION_MAX_POSITION) -> list[Target]:
+    """The skb functions a function backend tries: skb within reach of its entry points,
+    in kallsyms, hookable (when the kernel says what is), not tracepoint machinery.
+    `btf_ids` (ftrace): only functions with a vmlinux BTF id, which fentry needs
+    (module functions would need their module's BTF object too).
+    A drop reason out of reach is not read; the function is still traced."""
+    chosen = []
+    for t in functions:
+        if (t.skb_pos > max_pos or not addresses.get(t.name) or t.name.startswith(TRACEPOINT_STUB_PREFIXES)
+                or (available is not None and t.name not in available)
+                or (btf_ids is not None and t.name not in btf_ids)):
+            continue
+        chosen.append(replace(t, reason_pos=-1) if t.reason_pos > max_pos else t)
+    return chosen

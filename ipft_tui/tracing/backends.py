@@ -20,7 +20,6 @@ from ..kernel.targets import Target
 
 IMPLEMENTED = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
 TRACK_CALL = 1 << 31  # IPFT_TRACK_CALL in bpf/ipft.bpf.c
-MAX_FUNCTION_ARG = 5  # skb positions the function backends read (x86-64: registers)
 
 Progress = Callable[[int, int], None]  # (done, todo)
 
@@ -369,36 +368,18 @@ class KprobeMultiBackend(FunctionBackend):
         self._selected.clear()
 
 
-# Tracepoint plumbing that also takes an skb: probing it only doubles the tracepoints.
-PLUMBING_PREFIXES = ("__bpf_trace_", "__probestub_", "__traceiter_")
-
-
-def function_targets(kernel, max_pos: int = MAX_FUNCTION_ARG) -> tuple[list[Target], dict[str, int]]:
-    """skb functions the function backends can trace: in kallsyms, skb in a register."""
-    names = {t.name for t in kernel.functions}
-    from ..kernel.kallsyms import addresses  # noqa: PLC0415
-    found = addresses(names)
-    targets = [t for t in kernel.functions
-               if t.skb_pos <= max_pos and t.reason_pos <= max_pos and found.get(t.name)
-               and not t.name.startswith(PLUMBING_PREFIXES)]
-    return targets, found
-
-
 def make_backend(name: str, kernel, capabilities):
+    targets, found = kernel.backend_targets(name)  # the same list -l prints
     if name == "tracepoint":
-        return TracepointBackend(kernel.tracepoints, capabilities.raw_tp_cookie,
-                                 kernel.tracepoint_returns)
-    targets, found = function_targets(kernel)
+        return TracepointBackend(targets, capabilities.raw_tp_cookie, kernel.tracepoint_returns)
     if not targets:
-        raise IpftError("no skb function of this kernel's BTF is in /proc/kallsyms")
+        raise IpftError("no skb function of this kernel's BTF is both in /proc/kallsyms and "
+                        "hookable (available_filter_functions)")
     if name == "kprobe":
         return KprobeBackend(targets, found)
     if name == "kprobe-multi":
         return KprobeMultiBackend(targets, found)
     if name == "ftrace":
-        from ..kernel.btf import FUNC  # noqa: PLC0415
-        vmlinux = kernel.btf[0]  # module functions would need the module's BTF fd: vmlinux only
-        btf_ids = {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == FUNC}
-        targets = [t for t in targets if t.module == "vmlinux" and t.name in btf_ids]
-        return FentryBackend(targets, found, btf_ids)
+        # module functions would need the module's BTF fd: vmlinux only (backend_targets)
+        return FentryBackend(targets, found, kernel.vmlinux_function_ids)
     raise IpftError(f"unknown backend {name}")

@@ -1,0 +1,91 @@
+"""Which targets a backend tries (and -l prints), on hand-built BTF."""
+
+import struct
+
+from ipft_tui.kernel import btf as K
+from ipft_tui.kernel.targets import (Target, available_filter_functions, function_targets, list_order,
+                                     skb_functions, skb_tracepoints)
+from tests.btf_builder import BTFBuilder
+
+
+def kernel_blobs() -> list[K.BTF]:
+    b = BTFBuilder()
+    u32 = b.int_("unsigned int", 4)
+    skb = b.struct("sk_buff", 4, [("mark", u32, 0)])
+    skb_ptr, const_skb_ptr = b.ptr(skb), b.ptr(b.const(skb))
+    reason = b.enum("skb_drop_reason", [("SKB_DROP_REASON_NO_SOCKET", 3)])
+    void_ptr = b.ptr(0)
+
+    def func(name, *params):
+        b.func(name, b.proto(u32, [(f"a{i}", t) for i, t in enumerate(params)]))
+
+    func("ip_rcv", skb_ptr)                             # plain
+    func("tcp_v4_send_reset", u32, const_skb_ptr)      # const skb: kept
+    func("far_skb", u32, u32, u32, u32, u32, skb_ptr)  # 6th argument: out of reach
+    func("far_reason", skb_ptr, u32, u32, u32, u32, reason)  # traced, reason not read
+    func("kfree_skb_reason", skb_ptr, reason)
+    func("notrace_fn", skb_ptr)                         # not in available_filter_functions
+    func("not_in_kallsyms", skb_ptr)
+    for stub in ("__traceiter_kfree_skb", "__probestub_kfree_skb", "__bpf_trace_kfree_skb",
+                 "perf_trace_kfree_skb", "trace_event_raw_event_kfree_skb"):
+        func(stub, void_ptr, skb_ptr)                    # tracepoint machinery
+    func("trace_tg", skb_ptr)                           # a real function despite its name
+    b.typedef("btf_trace_kfree_skb", b.ptr(b.proto(0, [("__data", void_ptr), ("skb", skb_ptr)])))
+    vmlinux = K.BTF(b.build())
+
+    strings = struct.unpack_from("<HBBIIIII", b.build())[7]
+    m = BTFBuilder(base_types=vmlinux.last_id, base_strings=strings)
+    m.func("veth_xmit", m.proto(u32, [("skb", m.ptr(skb)), ("dev", u32)]))
+    m.func("a_module_fn", m.proto(u32, [("x", u32), ("skb", m.ptr(skb))]))
+    return [vmlinux, K.BTF(m.build(), base=vmlinux, name="veth")]
+
+
+BLOBS = kernel_blobs()
+FUNCTIONS = skb_functions(BLOBS)
+ADDRESSES = {t.name: 0xFFFF0000 + i for i, t in enumerate(FUNCTIONS) if t.name != "not_in_kallsyms"}
+AVAILABLE = {t.name for t in FUNCTIONS} - {"notrace_fn"}
+
+
+def names(targets):
+    return {t.name for t in targets}
+
+
+def test_function_backends_try_what_they_can_attach():
+    tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE)
+    assert names(tried) == {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason",
+                            "trace_tg", "veth_xmit", "a_module_fn"}
+    by_name = {t.name: t for t in tried}
+    assert by_name["far_reason"].reason_pos == -1  # argument 6 is out of the entry points' reach
+    assert by_name["kfree_skb_reason"].reason_pos == 2
+    assert by_name["veth_xmit"].module == "veth"
+
+
+def test_without_available_filter_functions_nothing_is_filtered_by_it():
+    tried = function_targets(FUNCTIONS, ADDRESSES, None)
+    assert "notrace_fn" in names(tried) and "__traceiter_kfree_skb" not in names(tried)
+
+
+def test_ftrace_tries_vmlinux_functions_with_a_btf_id():
+    vmlinux = BLOBS[0]
+    btf_ids = {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == K.FUNC}
+    tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, btf_ids)
+    assert names(tried) == {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason",
+                            "trace_tg"}
+
+
+def test_list_order_is_ipftrace2s_position_then_btf():
+    tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE)
+    listed = [(t.name, t.skb_index) for t in sorted(tried, key=list_order)]
+    assert listed == [("ip_rcv", 0), ("far_reason", 0), ("kfree_skb_reason", 0), ("trace_tg", 0),
+                      ("veth_xmit", 0), ("tcp_v4_send_reset", 1), ("a_module_fn", 1)]
+    tp = skb_tracepoints(BLOBS)[0]
+    assert (tp.name, tp.skb_index) == ("kfree_skb", 0)  # already the raw args index
+    assert Target("x", 3).skb_index == 2
+
+
+def test_available_filter_functions_file(tmp_path):
+    path = tmp_path / "available_filter_functions"
+    path.write_text("ip_rcv\nveth_xmit [veth]\n__pfx_x\n\n")
+    assert available_filter_functions((str(tmp_path / "missing"), str(path))) == \
+        {"ip_rcv", "veth_xmit", "__pfx_x"}
+    assert available_filter_functions((str(tmp_path / "missing"),)) is None
