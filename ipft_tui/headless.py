@@ -131,7 +131,7 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     try:
         collector.start()
         # Wait in small steps so Ctrl-C during attach stops cleanly.
-        while collector.running and not collector._ready.wait(0.1) and not stop.is_set():
+        while collector.running and not collector.settled(0.1) and not stop.is_set():
             pass
         if stop.is_set():
             return 130

@@ -138,9 +138,9 @@ def run_floor(workload: Workload) -> dict:
     collector.wait_ready(60)
     try:
         rate = workload.run()
-        matched = collector.matched_in_kernel()
     finally:
-        collector.stop()
+        collector.stop()  # reads the counters a last time
+    matched = collector.status.matched
     return {"rate": rate, "events": matched, "events_per_s": matched / workload.seconds}
 
 

@@ -1,6 +1,7 @@
 """What can be traced on the running kernel: skb-taking functions and raw tracepoints.
 
-Everything here is derived from BTF, so it matches the running kernel exactly.
+Found in BTF, so it matches the running kernel exactly; narrowed to what a backend can
+attach with kallsyms and ftrace's available_filter_functions (function_targets).
 """
 
 from __future__ import annotations
