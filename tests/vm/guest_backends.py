@@ -206,6 +206,8 @@ def test_list_is_what_a_run_tries(kernel, backend):
     what cannot be attached is left out up front, not tried)."""
     if backend not in SUPPORTED[KERNEL] or (ONLY and backend not in ONLY.split(",")):
         pytest.skip(f"{backend} not run on {KERNEL}")
+    with VethPair("ipftvml"):
+        pass  # loads the veth module, whose functions must be listed
     proc = subprocess.run([sys.executable, "-m", "ipft_tui", "-l", "-b", backend, "-r", LIST_REGEX],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
