@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from ipft_tui.batching import SampleBuffer  # noqa: E402
 from ipft_tui.collector import Collector  # noqa: E402
+from ipft_tui.kernel.targets import load_kernel_btf, skb_functions, skb_tracepoints  # noqa: E402
 from ipft_tui.model import PacketStore, Sample  # noqa: E402
 from ipft_tui.netlab import VethPair, unique_prefix  # noqa: E402
 from ipft_tui.settings import TraceSettings  # noqa: E402
@@ -271,6 +272,15 @@ def run_tui(workload: Workload) -> dict:
             "input_latency_p99_ms": pct(input_latency, 0.99) * 1e3}
 
 
+def btf_targets_seconds() -> float:
+    """Reading the kernel's BTF and finding every skb function and tracepoint (each start)."""
+    start = time.perf_counter()
+    blobs = load_kernel_btf()
+    skb_functions(blobs)
+    skb_tracepoints(blobs)
+    return round(time.perf_counter() - start, 3)
+
+
 def memory_per_sample(count: int = 200_000) -> float:
     """Bytes of Python heap per sample retained in the TUI's packet store."""
     names = list(TRACEPOINTS)
@@ -333,6 +343,7 @@ def main() -> int:
                     rows[config] = {"error": str(exc)[:300]}
                 print(f"  {name:<13} {config:<10} {rows[config]}", file=sys.stderr)
     results["memory_bytes_per_sample"] = memory_per_sample()
+    results["btf_targets_s"] = btf_targets_seconds()
     out_dir = Path(args.out)
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

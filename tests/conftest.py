@@ -103,6 +103,17 @@ class TraceProcess:
         self.proc.kill()
         raise AssertionError(f"ipft-tui not ready after {timeout}s: {self.stderr}")
 
+    def wait_stdout(self, done, timeout: float = 15) -> bool:
+        """Whether done(the complete lines on stdout so far) became true within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.stdout
+            if done(text[:text.rfind("\n") + 1].splitlines()):
+                return True
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return False
+            time.sleep(0.05)  # polling a file another process writes
+
     def stop(self, sig=15, timeout: float = 30) -> int:
         self.proc.send_signal(sig)
         try:

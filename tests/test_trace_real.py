@@ -56,7 +56,12 @@ def test_json_journeys_of_marked_traffic(veth, trace_process, nothing_left_behin
     veth.ping(count=3, mark=MARK)  # SO_MARK in A
     veth.send_udp(UDP_PORT, count=3, mark=MARK)
     local_udp(veth, UDP_PORT, MARK, count=3)
-    time.sleep(0.3)
+
+    def all_seen(lines):  # the three kinds of journey have ended
+        every = [json.loads(line)["function"] for line in lines]
+        return (every.count("net_dev_start_xmit") >= 9 and every.count("kfree_skb") >= 6
+                and every.count("consume_skb") >= 3)
+    assert tp.wait_stdout(all_seen), tp.stdout[-3000:]
     assert tp.stop() == 0
     assert "Trace ready!" in tp.stderr
     packets = journeys_from_json(tp.stdout)
