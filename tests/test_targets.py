@@ -3,12 +3,13 @@
 import struct
 
 from ipft_tui.kernel import btf as K
-from ipft_tui.kernel.targets import (Target, available_filter_functions, function_targets, list_order,
-                                     skb_functions, skb_tracepoints)
+from ipft_tui.kernel.targets import (Target, available_filter_functions, function_targets,
+                                     kprobe_blacklist, list_order, skb_functions, skb_tracepoints)
 from tests.btf_builder import BTFBuilder
 
 
-def kernel_blobs() -> list[K.BTF]:
+def kernel_btf_files() -> tuple[bytes, bytes]:
+    """vmlinux BTF and a split module BTF (veth) on top of it."""
     b = BTFBuilder()
     u32 = b.int_("unsigned int", 4)
     skb = b.struct("sk_buff", 4, [("mark", u32, 0)])
@@ -37,10 +38,12 @@ def kernel_blobs() -> list[K.BTF]:
     m = BTFBuilder(base_types=vmlinux.last_id, base_strings=strings)
     m.func("veth_xmit", m.proto(u32, [("skb", m.ptr(skb)), ("dev", u32)]))
     m.func("a_module_fn", m.proto(u32, [("x", u32), ("skb", m.ptr(skb))]))
-    return [vmlinux, K.BTF(m.build(), base=vmlinux, name="veth")]
+    return b.build(), m.build()
 
 
-BLOBS = kernel_blobs()
+FILES = kernel_btf_files()
+BLOBS = [K.BTF(FILES[0])]
+BLOBS.append(K.BTF(FILES[1], base=BLOBS[0], name="veth"))
 FUNCTIONS = skb_functions(BLOBS)
 ADDRESSES = {t.name: 0xFFFF0000 + i for i, t in enumerate(FUNCTIONS) if t.name != "not_in_kallsyms"}
 AVAILABLE = {t.name for t in FUNCTIONS} - {"notrace_fn"}
@@ -89,3 +92,33 @@ def test_available_filter_functions_file(tmp_path):
     assert available_filter_functions((str(tmp_path / "missing"), str(path))) == \
         {"ip_rcv", "veth_xmit", "__pfx_x"}
     assert available_filter_functions((str(tmp_path / "missing"),)) is None
+
+
+def test_kprobe_blacklist_file(tmp_path):
+    path = tmp_path / "blacklist"
+    path.write_text("0xffffffff81001000-0xffffffff81001020\tdo_int3\n"
+                    "0xffffffffc0001000-0xffffffffc0001010\tmod_fn [some_mod]\n")
+    assert kprobe_blacklist(str(path)) == {"do_int3", "mod_fn"}
+    assert kprobe_blacklist(str(tmp_path / "missing")) == set()
+
+
+def test_kernel_backend_targets(tmp_path, monkeypatch):
+    """What each backend tries on a kernel made of built BTF files, kallsyms and ftrace's
+    list: the same call gives the run its candidates and -l its lines."""
+    import ipft_tui.kernel as kernel_module
+
+    (tmp_path / "vmlinux").write_bytes(FILES[0])
+    (tmp_path / "veth").write_bytes(FILES[1])
+    monkeypatch.setattr(kernel_module, "addresses", lambda names: {n: ADDRESSES.get(n, 0) or 0
+                                                                   for n in names})
+    monkeypatch.setattr(kernel_module, "available_filter_functions", lambda: set(AVAILABLE))
+    monkeypatch.setattr(kernel_module, "kprobe_blacklist", lambda: {"trace_tg"})
+    kernel = kernel_module.Kernel(str(tmp_path))
+    common = {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason"}
+    for backend in ("kprobe", "kprobe-multi"):
+        targets, found = kernel.backend_targets(backend)
+        assert names(targets) == common | {"veth_xmit", "a_module_fn"}  # blacklisted trace_tg out
+        assert found["veth_xmit"] == ADDRESSES["veth_xmit"]
+    assert names(kernel.backend_targets("ftrace")[0]) == common | {"trace_tg"}
+    tracepoints, found = kernel.backend_targets("tracepoint")
+    assert names(tracepoints) == {"kfree_skb"} and set(found) == {"kfree_skb"}

@@ -10,7 +10,7 @@ from .capabilities import Capabilities, detect
 from .layout import drop_reasons, layout_header
 from .kallsyms import addresses
 from .targets import (Target, available_filter_functions, check_skb_mark,
-                      function_targets, load_kernel_btf, skb_functions, skb_tracepoints,
+                      function_targets, kprobe_blacklist, load_kernel_btf, skb_functions, skb_tracepoints,
                       tracepoint_returns)
 
 
@@ -54,7 +54,10 @@ class Kernel:
                                       for t in self.tracepoints}
         found = addresses({t.name for t in self.functions})
         btf_ids = self.vmlinux_function_ids if backend == "ftrace" else None
-        return function_targets(self.functions, found, available_filter_functions(), btf_ids), found
+        available = available_filter_functions()
+        if available is not None and backend in ("kprobe", "kprobe-multi"):
+            available -= kprobe_blacklist()
+        return function_targets(self.functions, found, available, btf_ids), found
 
     @cached_property
     def layout_header(self) -> str:

@@ -23,6 +23,8 @@ TRACEPOINT_STUB_PREFIXES = ("__traceiter_", "__probestub_", "__bpf_trace_", "per
 # traces nothing else with any backend.
 AVAILABLE_FILTER_FUNCTIONS = ("/sys/kernel/tracing/available_filter_functions",
                               "/sys/kernel/debug/tracing/available_filter_functions")
+# Functions the kernel refuses kprobes on (NOKPROBE_SYMBOL, ...), when debugfs is mounted.
+KPROBE_BLACKLIST = "/sys/kernel/debug/kprobes/blacklist"
 
 
 @dataclass(frozen=True, order=True)
@@ -185,6 +187,15 @@ def available_filter_functions(paths: tuple[str, ...] = AVAILABLE_FILTER_FUNCTIO
         except OSError:
             continue
     return None
+
+
+def kprobe_blacklist(path: str = KPROBE_BLACKLIST) -> set[str]:
+    """Names in the kernel's kprobe blacklist (`0xstart-0xend\tname` lines); empty when unreadable."""
+    try:
+        with open(path) as f:
+            return {parts[1] for line in f if len(parts := line.split()) >= 2}
+    except OSError:
+        return set()
 
 
 def function_targets(functions: list[Target], addresses: dict[str, int],
