@@ -1,9 +1,10 @@
 """Which targets a backend tries (and -l prints), on hand-built BTF."""
 
+import os
 import struct
 
 from ipft_tui.kernel import btf as K
-from ipft_tui.kernel.targets import (Target, available_filter_functions, function_targets,
+from ipft_tui.kernel.targets import (Target, available_filter_functions, ftrace_max_args, function_targets,
                                      kprobe_blacklist, list_order, skb_functions, skb_tracepoints)
 from tests.btf_builder import BTFBuilder
 
@@ -25,6 +26,7 @@ def kernel_btf_files() -> tuple[bytes, bytes]:
     func("far_skb", u32, u32, u32, u32, u32, skb_ptr)  # 6th argument: out of reach
     func("far_reason", skb_ptr, u32, u32, u32, u32, reason)  # traced, reason not read
     func("kfree_skb_reason", skb_ptr, reason)
+    func("seven_args", skb_ptr, u32, u32, u32, u32, u32, u32)  # too many for old trampolines
     func("notrace_fn", skb_ptr)                         # not in available_filter_functions
     func("not_in_kallsyms", skb_ptr)
     for stub in ("__traceiter_kfree_skb", "__probestub_kfree_skb", "__bpf_trace_kfree_skb",
@@ -56,7 +58,7 @@ def names(targets):
 def test_function_backends_try_what_they_can_attach():
     tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE)
     assert names(tried) == {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason",
-                            "trace_tg", "veth_xmit", "a_module_fn"}
+                            "seven_args", "trace_tg", "veth_xmit", "a_module_fn"}
     by_name = {t.name: t for t in tried}
     assert by_name["far_reason"].reason_pos == -1  # argument 6 is out of the entry points' reach
     assert by_name["kfree_skb_reason"].reason_pos == 2
@@ -71,15 +73,26 @@ def test_without_available_filter_functions_nothing_is_filtered_by_it():
 def test_ftrace_tries_vmlinux_functions_with_a_btf_id():
     vmlinux = BLOBS[0]
     btf_ids = {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == K.FUNC}
-    tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, btf_ids)
+    tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, btf_ids, max_args=12)
     assert names(tried) == {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason",
-                            "trace_tg"}
+                            "seven_args", "trace_tg"}
+    old = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, btf_ids, max_args=6)
+    assert names(old) == names(tried) - {"seven_args"}
+
+
+def test_ftrace_max_args_by_release():
+    assert ftrace_max_args("6.1.0-56-amd64") == 6
+    assert ftrace_max_args("6.4.16") == 6
+    assert ftrace_max_args("6.5.0") == 12
+    assert ftrace_max_args("6.12.117+deb12-amd64") == 12
+    assert ftrace_max_args("7.0.1") == 12
 
 
 def test_list_order_is_ipftrace2s_position_then_btf():
     tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE)
     listed = [(t.name, t.skb_index) for t in sorted(tried, key=list_order)]
-    assert listed == [("ip_rcv", 0), ("far_reason", 0), ("kfree_skb_reason", 0), ("trace_tg", 0),
+    assert listed == [("ip_rcv", 0), ("far_reason", 0), ("kfree_skb_reason", 0), ("seven_args", 0),
+                      ("trace_tg", 0),
                       ("veth_xmit", 0), ("tcp_v4_send_reset", 1), ("a_module_fn", 1)]
     tp = skb_tracepoints(BLOBS)[0]
     assert (tp.name, tp.skb_index) == ("kfree_skb", 0)  # already the raw args index
@@ -114,11 +127,12 @@ def test_kernel_backend_targets(tmp_path, monkeypatch):
     monkeypatch.setattr(kernel_module, "available_filter_functions", lambda: set(AVAILABLE))
     monkeypatch.setattr(kernel_module, "kprobe_blacklist", lambda: {"trace_tg"})
     kernel = kernel_module.Kernel(str(tmp_path))
+    monkeypatch.setattr(kernel_module.os, "uname", lambda: os.uname_result(("Linux", "h", "6.1.0", "", "")))
     common = {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason"}
     for backend in ("kprobe", "kprobe-multi"):
         targets, found = kernel.backend_targets(backend)
-        assert names(targets) == common | {"veth_xmit", "a_module_fn"}  # blacklisted trace_tg out
+        assert names(targets) == common | {"seven_args", "veth_xmit", "a_module_fn"}  # not trace_tg
         assert found["veth_xmit"] == ADDRESSES["veth_xmit"]
-    assert names(kernel.backend_targets("ftrace")[0]) == common | {"trace_tg"}
+    assert names(kernel.backend_targets("ftrace")[0]) == common | {"trace_tg"}  # 6.1: <= 6 args
     tracepoints, found = kernel.backend_targets("tracepoint")
     assert names(tracepoints) == {"kfree_skb"} and set(found) == {"kfree_skb"}

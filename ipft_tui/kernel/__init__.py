@@ -9,9 +9,9 @@ from . import btf as btfmod
 from .capabilities import Capabilities, detect
 from .layout import drop_reasons, layout_header
 from .kallsyms import addresses
-from .targets import (Target, available_filter_functions, check_skb_mark,
-                      function_targets, kprobe_blacklist, load_kernel_btf, skb_functions, skb_tracepoints,
-                      tracepoint_returns)
+from .targets import (Target, available_filter_functions, check_skb_mark, ftrace_max_args,
+                      function_targets, kprobe_blacklist, load_kernel_btf, skb_functions,
+                      skb_tracepoints, tracepoint_returns)
 
 
 class Kernel:
@@ -53,11 +53,13 @@ class Kernel:
             return self.tracepoints, {t.name: found.get(f"__traceiter_{t.name}", 0)
                                       for t in self.tracepoints}
         found = addresses({t.name for t in self.functions})
-        btf_ids = self.vmlinux_function_ids if backend == "ftrace" else None
+        btf_ids = max_args = None
+        if backend == "ftrace":
+            btf_ids, max_args = self.vmlinux_function_ids, ftrace_max_args(os.uname().release)
         available = available_filter_functions()
         if available is not None and backend in ("kprobe", "kprobe-multi"):
             available -= kprobe_blacklist()
-        return function_targets(self.functions, found, available, btf_ids), found
+        return function_targets(self.functions, found, available, btf_ids, max_args=max_args), found
 
     @cached_property
     def layout_header(self) -> str:

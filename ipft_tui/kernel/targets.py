@@ -42,6 +42,7 @@ class Target:
     kind: str = "function"  # "function" or "tracepoint"
     reason_pos: int = -1  # same numbering as skb_pos, of an `enum skb_drop_reason` argument
     btf_order: int = field(default=0, compare=False)  # found in this order (vmlinux first)
+    nargs: int = field(default=0, compare=False)  # the function's parameters
 
     @property
     def skb_index(self) -> int:
@@ -89,6 +90,15 @@ class _SkbTypeCache:
         return self.btf.kind(self.btf.strip(type_id)) in (btfmod.STRUCT, btfmod.UNION)
 
 
+def ftrace_max_args(release: str) -> int:
+    """Arguments an x86-64 BPF trampoline (fentry/fexit) handles: 6 before Linux 6.5, then 12."""
+    try:
+        major, minor = (int(x) for x in release.split(".")[:2])
+    except ValueError:
+        return 6
+    return 12 if (major, minor) >= (6, 5) else 6
+
+
 def _skb_position(cache: _SkbTypeCache, proto_id: int) -> tuple[int, int]:
     """1-based positions of the first skb parameter (0 if none or not traceable) and
     of an `enum skb_drop_reason` parameter (-1 if none)."""
@@ -116,7 +126,8 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
             pos, reason = _skb_position(cache, blob.ref(type_id))
             if pos:
                 name = blob.name(type_id)
-                found.setdefault(name, Target(name, pos, blob.label, "function", reason, len(found)))
+                nargs = len(blob.params(blob.ref(type_id)))
+                found.setdefault(name, Target(name, pos, blob.label, "function", reason, len(found), nargs))
     return sorted(found.values())
 
 
@@ -200,17 +211,19 @@ def kprobe_blacklist(path: str = KPROBE_BLACKLIST) -> set[str]:
 
 def function_targets(functions: list[Target], addresses: dict[str, int],
                      available: set[str] | None, btf_ids: dict[str, int] | None = None,
-                     max_pos: int = FUNCTION_MAX_POSITION) -> list[Target]:
+                     max_pos: int = FUNCTION_MAX_POSITION, max_args: int | None = None) -> list[Target]:
     """The skb functions a function backend tries: skb within reach of its entry points,
     in kallsyms, hookable (when the kernel says what is), not tracepoint machinery.
     `btf_ids` (ftrace): only functions with a vmlinux BTF id, which fentry needs
-    (module functions would need their module's BTF object too).
+    (module functions would need their module's BTF object too), with at most `max_args`
+    parameters (what the trampoline takes).
     A drop reason out of reach is not read; the function is still traced."""
     chosen = []
     for t in functions:
         if (t.skb_pos > max_pos or not addresses.get(t.name) or t.name.startswith(TRACEPOINT_STUB_PREFIXES)
                 or (available is not None and t.name not in available)
-                or (btf_ids is not None and t.name not in btf_ids)):
+                or (btf_ids is not None and t.name not in btf_ids)
+                or (max_args is not None and t.nargs > max_args)):
             continue
         chosen.append(replace(t, reason_pos=-1) if t.reason_pos > max_pos else t)
     return chosen
