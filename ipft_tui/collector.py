@@ -59,6 +59,7 @@ class Status:
     samples: int = 0
     lost: int = 0  # matched in BPF but no room in the buffer
     rescued: int = 0  # refused by the main ring buffer, taken by the rescue one
+    matched: int = 0  # count_only: samples BPF matched (and counted instead of delivering)
     ready: bool = False
     attaching: bool = False  # an attach/detach round is under way
     attach_done: int = 0
@@ -137,6 +138,10 @@ class Collector:
 
     def start(self) -> None:
         self._thread.start()
+
+    def settled(self, timeout: float) -> bool:
+        """Whether set-up has ended (ready, or failed: see `error`) within timeout."""
+        return self._ready.wait(timeout)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until every probe is attached; re-raise a setup error."""
@@ -368,15 +373,12 @@ class Collector:
     def _on_perf_lost(self, count) -> None:
         self._perf_lost += count
 
-    def matched_in_kernel(self) -> int:
-        """count_only: samples BPF matched (read before stop)."""
-        return self._bpf[b"matched"].sum(ctypes.c_int(0)).value if self._bpf else 0
-
     def _read_counters(self) -> None:
         counters = self._bpf[b"lost"]
+        matched = self._bpf[b"matched"].sum(ctypes.c_int(0)).value if self.settings.count_only else 0
         self.status = replace(self.status,
                               lost=counters.sum(ctypes.c_int(0)).value + self._perf_lost,
-                              rescued=counters.sum(ctypes.c_int(1)).value)
+                              rescued=counters.sum(ctypes.c_int(1)).value, matched=matched)
 
     def _execute(self, command: str, arg) -> None:
         try:

@@ -11,7 +11,7 @@ from .batching import SampleBuffer
 from .collector import Collector, Status, choose_backend
 from .demo import DemoTraffic
 from .errors import IpftError
-from .kernel.kallsyms import addresses
+from .kernel.targets import list_order
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .outputs.paths import PathsOutput
@@ -50,26 +50,17 @@ def run_check() -> int:
 
 
 def run_list(args) -> int:
+    """What a run with these options tries, exactly (the backend's candidates, through the
+    same regex selection), in ipftrace2's format and order: skb position 0-based."""
+    require_root()  # kallsyms addresses, and which functions exist, need root
     kernel = kernel_or_error()
-    backend = args.backend
-    if backend == "auto":
-        require_root()
-        backend = choose_backend("auto", kernel.capabilities)
-    if backend == "tracepoint":
-        targets = kernel.tracepoints
-        # The tracepoint's iterator function: kallsyms lists it without KALLSYMS_ALL.
-        symbols = addresses({f"__traceiter_{t.name}" for t in targets})
-        address = {t.name: symbols.get(f"__traceiter_{t.name}", 0) for t in targets}
-    else:
-        max_pos = 5 if backend in ("kprobe", "kprobe-multi") else 12
-        targets = [t for t in kernel.functions if t.skb_pos <= max_pos]
-        address = addresses({t.name for t in targets})
+    backend = choose_backend(args.backend, kernel.capabilities) if args.backend == "auto" else args.backend
+    targets, address = kernel.backend_targets(backend)
     try:
-        chosen = select([t.name for t in targets], args.regex)
+        chosen = [targets[i] for i in select([t.name for t in targets], args.regex)]
         err(f"{'NAME':>64.64}\t{'MOD':>16.16}\t{'ADDR':>18}\tSKB_POSITION\n")
-        for i in chosen:
-            t = targets[i]
-            print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_pos}")
+        for t in sorted(chosen, key=list_order):
+            print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_index}")
         sys.stdout.flush()
     except KeyboardInterrupt:
         err("\nipft-tui: interrupted\n")
@@ -162,7 +153,7 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     try:
         collector.start()
         # Wait in small steps so Ctrl-C during attach stops cleanly.
-        while collector.running and not collector._ready.wait(0.1) and not stop.is_set():
+        while collector.running and not collector.settled(0.1) and not stop.is_set():
             pass
         if stop.is_set():
             return 130

@@ -467,9 +467,6 @@ class PacketStore:
     def journeys(self) -> list[list[Sample]]:
         return [p.samples for p in self.packets.values()]
 
-    def with_function(self, function: str) -> list[Packet]:
-        return [p for p in self.packets.values() if p.has_function(function)]
-
     def clear(self) -> None:
         self.packets.clear()
         self._current.clear()

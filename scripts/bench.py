@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from ipft_tui.batching import SampleBuffer  # noqa: E402
 from ipft_tui.collector import Collector  # noqa: E402
+from ipft_tui.kernel.targets import load_kernel_btf, skb_functions, skb_tracepoints  # noqa: E402
 from ipft_tui.model import PacketStore, Sample  # noqa: E402
 from ipft_tui.netlab import VethPair, unique_prefix  # noqa: E402
 from ipft_tui.settings import TraceSettings  # noqa: E402
@@ -140,9 +141,9 @@ def run_floor(workload: Workload) -> dict:
     collector.wait_ready(60)
     try:
         rate = workload.run()
-        matched = collector.matched_in_kernel()
     finally:
-        collector.stop()
+        collector.stop()  # reads the counters a last time
+    matched = collector.status.matched
     return {"rate": rate, "events": matched, "events_per_s": matched / workload.seconds}
 
 
@@ -280,6 +281,15 @@ def run_tui(workload: Workload) -> dict:
             "ui_latency_p99_ms": pct(latencies, 0.99) / 1e6,
             "input_latency_p50_ms": pct(input_latency, 0.5) * 1e3,
             "input_latency_p99_ms": pct(input_latency, 0.99) * 1e3}
+
+
+def btf_targets_seconds() -> float:
+    """Reading the kernel's BTF and finding every skb function and tracepoint (each start)."""
+    start = time.perf_counter()
+    blobs = load_kernel_btf()
+    skb_functions(blobs)
+    skb_tracepoints(blobs)
+    return round(time.perf_counter() - start, 3)
 
 
 def memory_per_sample(count: int = 200_000) -> float:
@@ -438,6 +448,7 @@ def main() -> int:
                     rows[config] = {"error": str(exc)[:300]}
                 print(f"  {name:<13} {config:<10} {rows[config]}", file=sys.stderr)
     results["memory_bytes_per_sample"] = memory_per_sample()
+    results["btf_targets_s"] = btf_targets_seconds()
     out_dir = Path(args.out)
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

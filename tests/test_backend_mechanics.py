@@ -66,28 +66,7 @@ def test_close_all_closes_each_once(monkeypatch):
     assert sorted(closed) == list(range(40))
 
 
-def test_kprobe_multi_leaves_out_untraceable_functions_in_one_step(monkeypatch):
-    targets = [Target(f"f{i}", 1) for i in range(64)]
-    untraceable = {"f5", "f40"}
-    links = []
-
-    def link(self, bpf, program, ids, return_probe):
-        if any(targets[i].name in untraceable for i in ids):
-            raise OSError(2, "No such file or directory")
-        links.append(list(ids))
-
-    monkeypatch.setattr(backends.KprobeMultiBackend, "_link", link)
-    monkeypatch.setattr(backends, "ftrace_functions",
-                        lambda: frozenset(t.name for t in targets) - untraceable)
-    backend = backends.KprobeMultiBackend(targets, {})
-    notices = []
-    failed = backend.sync(None, set(range(64)), False, lambda d, t: None, notices.append)
-    assert failed == 2 and len(links) == 1  # one link, not one per half that worked
-    assert backend.attached == set(range(64)) - {5, 40}
-    assert sum("not in available_filter_functions" in n for n in notices) == 2
-
-
-def test_kprobe_multi_still_halves_without_tracefs(monkeypatch):
+def test_kprobe_multi_halves_to_find_a_refused_function(monkeypatch):
     targets = [Target(f"f{i}", 1) for i in range(16)]
     links = []
 
@@ -97,7 +76,6 @@ def test_kprobe_multi_still_halves_without_tracefs(monkeypatch):
         links.append(list(ids))
 
     monkeypatch.setattr(backends.KprobeMultiBackend, "_link", link)
-    monkeypatch.setattr(backends, "ftrace_functions", lambda: frozenset())
     backend = backends.KprobeMultiBackend(targets, {})
     assert backend.sync(None, set(range(16)), False, lambda d, t: None, lambda n: None) == 1
     assert backend.attached == set(range(16)) - {7}

@@ -1,7 +1,6 @@
 """BTF parsing on hand-built blobs, and on the running kernel's BTF."""
 
 import os
-import time
 
 import pytest
 
@@ -10,6 +9,7 @@ from ipft_tui.kernel.layout import drop_reasons, layout_header
 from ipft_tui.kernel.targets import (check_skb_mark, load_kernel_btf, skb_functions, skb_tracepoints,
                                      tracepoint_returns)
 from tests.btf_builder import BTFBuilder
+from tests.conftest import IN_CI
 
 
 def small_kernel() -> tuple[bytes, dict]:
@@ -155,14 +155,21 @@ def test_unknown_kind_is_an_error():
         K.BTF(b.build())
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
-def test_real_vmlinux_is_parsed_fast_and_makes_sense():
-    start = time.perf_counter()
-    blobs = load_kernel_btf()
+@pytest.fixture
+def kernel_btf():
+    """The running kernel's BTF; missing in CI is a failure, never a skip. (How fast it is
+    read is measured by scripts/bench.py, "btf_targets_s".)"""
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        if IN_CI:
+            pytest.fail("CI=true and this kernel has no BTF (/sys/kernel/btf/vmlinux)")
+        pytest.skip("no kernel BTF")
+    return load_kernel_btf()
+
+
+def test_real_vmlinux_makes_sense(kernel_btf):
+    blobs = kernel_btf
     functions = skb_functions(blobs)
     tracepoints = skb_tracepoints(blobs)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0  # the point is "well under a second"; slack for a loaded CI box
     names = {t.name: t for t in functions}
     assert len(functions) > 1000
     assert names["ip_rcv"].skb_pos == 1

@@ -1,6 +1,7 @@
 """Following a packet across mark changes and clones, and kernel stack traces, on real packets."""
 
 import json
+import os
 import time
 
 import pytest
@@ -38,7 +39,9 @@ def test_track_skb_follows_the_packet_after_its_mark_is_cleared(veth, trace_proc
         veth.send_udp(CLOSED, mark=MARK)
 
     by_mark = run_json(trace_process, veth, send=send)
-    assert {s["netns"] for s in by_mark if s["function"] == "net_dev_start_xmit"}
+    # Sent from A: the namespace is A's (the inode `ip netns` holds it by).
+    ns_a = os.stat(f"/run/netns/{veth.ns_a}").st_ino
+    assert {s["netns"] for s in by_mark if s["function"] == "net_dev_start_xmit"} == {ns_a}
     assert not [s for s in by_mark if s["function"] == "kfree_skb"]
     assert "skb" not in by_mark[0]  # default JSON keeps ipftrace2's keys
 

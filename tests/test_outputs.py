@@ -31,12 +31,31 @@ def test_json_round_trip_and_ipftrace2_lines():
                                                   "ip_finish_output2", False, {"len": "40"})
 
 
+class FlushRecorder(io.StringIO):
+    """A stream that remembers what had been written at each flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed: list[str] = []
+
+    def flush(self):
+        self.flushed.append(self.getvalue())
+
+
 def test_json_output_streams_batches():
-    out = io.StringIO()
+    out = FlushRecorder()
     o = jsonlines.JsonOutput(out)
-    o.write([Sample(P1, 1, 0, "a"), Sample(P2, 2, 1, "b")])
+    o.write([Sample(P1, 1, 0, "a"), Sample(P2, 2, 1, "b", True)])
+    first = ('{"packet_id":"0xffff8dee8aea9700","timestamp":1,"processor_id":0,"function":"a",'
+             '"is_return":false}\n'
+             '{"packet_id":"0xffff8dee8aea9800","timestamp":2,"processor_id":1,"function":"b",'
+             '"is_return":true}\n')
+    assert out.flushed[-1] == first  # each batch is on its way before the next comes
     o.write([])
-    assert out.getvalue().count("\n") == 2
+    o.write([Sample(P1, 3, 0, "c")])
+    o.finish()
+    assert out.getvalue() == first + ('{"packet_id":"0xffff8dee8aea9700","timestamp":3,'
+                                      '"processor_id":0,"function":"c","is_return":false}\n')
 
 
 SAMPLES = [

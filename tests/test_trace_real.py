@@ -56,7 +56,12 @@ def test_json_journeys_of_marked_traffic(veth, trace_process, nothing_left_behin
     veth.ping(count=3, mark=MARK)  # SO_MARK in A
     veth.send_udp(UDP_PORT, count=3, mark=MARK)
     local_udp(veth, UDP_PORT, MARK, count=3)
-    time.sleep(0.3)
+
+    def all_seen(lines):  # the three kinds of journey have ended
+        every = [json.loads(line)["function"] for line in lines]
+        return (every.count("net_dev_start_xmit") >= 9 and every.count("kfree_skb") >= 6
+                and every.count("consume_skb") >= 3)
+    assert tp.wait_stdout(all_seen), tp.stdout[-3000:]
     assert tp.stop() == 0
     assert "Trace ready!" in tp.stderr
     packets = journeys_from_json(tp.stdout)
@@ -94,7 +99,9 @@ def test_unmarked_and_other_marks_are_not_traced(veth, trace_process, nothing_le
     veth.send_udp(UDP_PORT, count=2, mark=0x1300)  # differs inside the mask
     quiet_to = monotonic_ns()
     veth.ping(count=2, mark=0x12FF)  # differs only outside the mask: matches
-    time.sleep(0.3)
+    assert tp.wait_stdout(lambda lines: any(json.loads(line)["function"] == "net_dev_start_xmit"
+                                            and json.loads(line)["timestamp"] > quiet_to
+                                            for line in lines))
     assert tp.stop() == 0
     samples = [json.loads(line) for line in tp.stdout.splitlines()]
     assert [s for s in samples if quiet_from <= s["timestamp"] <= quiet_to] == []
@@ -140,7 +147,8 @@ def test_regex_limits_the_probes(veth, trace_process, nothing_left_behind):
     tp = trace_process("-m", hex(MARK), "-o", "json", "-r", "^net_dev_(queue|xmit)$")
     tp.wait_ready()
     veth.ping(count=2, mark=MARK, local=True)
-    time.sleep(0.2)
+    assert tp.wait_stdout(lambda lines: {json.loads(line)["function"] for line in lines}
+                          >= {"net_dev_queue", "net_dev_xmit"})
     assert tp.stop() == 0
     assert re.search(r"succeeded 2, failed 0, filtered: \d+\)", tp.stderr)
     functions = {json.loads(line)["function"] for line in tp.stdout.splitlines()}
@@ -168,7 +176,10 @@ def test_function_graph_json_has_returns(veth, trace_process, nothing_left_behin
     tp = trace_process("-m", hex(MARK), "-t", "function_graph", "-o", "json")
     tp.wait_ready()
     veth.ping(count=2, mark=MARK, local=True)
-    time.sleep(0.3)
+    # Each marked echo request goes through netif_rx and is consumed: two of each.
+    assert tp.wait_stdout(lambda lines: [json.loads(line)["function"] for line in lines
+                                         if json.loads(line)["is_return"]].count("netif_rx_entry") >= 2
+                          and sum('"consume_skb"' in line for line in lines) >= 2), tp.stdout
     assert tp.stop() == 0
     samples = [json.loads(line) for line in tp.stdout.splitlines()]
     returns = [s for s in samples if s["is_return"]]

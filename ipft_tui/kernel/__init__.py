@@ -8,8 +8,10 @@ from functools import cached_property
 from . import btf as btfmod
 from .capabilities import Capabilities, detect
 from .layout import drop_reasons, layout_header
-from .targets import (Target, check_skb_mark, load_kernel_btf, skb_functions, skb_tracepoints,
-                      tracepoint_returns)
+from .kallsyms import addresses
+from .targets import (Target, available_filter_functions, check_skb_mark, ftrace_max_args,
+                      function_targets, kprobe_blacklist, load_kernel_btf, skb_functions,
+                      skb_tracepoints, tracepoint_returns)
 
 
 class Kernel:
@@ -34,6 +36,30 @@ class Kernel:
     @cached_property
     def tracepoint_returns(self) -> dict[str, str]:
         return tracepoint_returns(self.btf, self.tracepoints)
+
+    @cached_property
+    def vmlinux_function_ids(self) -> dict[str, int]:
+        """vmlinux BTF id of every function (fentry programs attach by it)."""
+        vmlinux = self.btf[0]
+        return {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == btfmod.FUNC}
+
+    def backend_targets(self, backend: str) -> tuple[list[Target], dict[str, int]]:
+        """What a run with this backend tries (before -r), in probe id order, and the
+        kallsyms address of each (a tracepoint's is its __traceiter_ function's).
+        -l prints exactly this, so it lists what a run tries."""
+        if backend == "tracepoint":
+            # kallsyms lists the tracepoint's iterator function even without KALLSYMS_ALL.
+            found = addresses({f"__traceiter_{t.name}" for t in self.tracepoints})
+            return self.tracepoints, {t.name: found.get(f"__traceiter_{t.name}", 0)
+                                      for t in self.tracepoints}
+        found = addresses({t.name for t in self.functions})
+        btf_ids = max_args = None
+        if backend == "ftrace":
+            btf_ids, max_args = self.vmlinux_function_ids, ftrace_max_args(os.uname().release)
+        available = available_filter_functions()
+        if available is not None and backend in ("kprobe", "kprobe-multi"):
+            available -= kprobe_blacklist()
+        return function_targets(self.functions, found, available, btf_ids, max_args=max_args), found
 
     @cached_property
     def layout_header(self) -> str:

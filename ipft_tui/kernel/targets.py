@@ -1,18 +1,31 @@
 """What can be traced on the running kernel: skb-taking functions and raw tracepoints.
 
-Everything here is derived from BTF, so it matches the running kernel exactly.
+Found in BTF, so it matches the running kernel exactly; narrowed to what a backend can
+attach with kallsyms and ftrace's available_filter_functions (function_targets).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .. import drops
 from . import btf as btfmod
 
 BTF_DIR = "/sys/kernel/btf"
 TRACEPOINT_PREFIX = "btf_trace_"
+# 1-based skb (and drop reason) positions the function backends' entry points read
+# (x86-64: the first argument registers), like ipftrace2's kprobe limit.
+FUNCTION_MAX_POSITION = 5
+# Tracepoint machinery that takes an skb: probing it only repeats the tracepoints.
+TRACEPOINT_STUB_PREFIXES = ("__traceiter_", "__probestub_", "__bpf_trace_", "perf_trace_",
+                            "trace_event_raw_event_")
+# Functions ftrace can hook: kprobe-multi and fentry attach only there, and ipftrace2
+# traces nothing else with any backend.
+AVAILABLE_FILTER_FUNCTIONS = ("/sys/kernel/tracing/available_filter_functions",
+                              "/sys/kernel/debug/tracing/available_filter_functions")
+# Functions the kernel refuses kprobes on (NOKPROBE_SYMBOL, ...), when debugfs is mounted.
+KPROBE_BLACKLIST = "/sys/kernel/debug/kprobes/blacklist"
 
 
 @dataclass(frozen=True, order=True)
@@ -29,6 +42,18 @@ class Target:
     module: str = "vmlinux"
     kind: str = "function"  # "function" or "tracepoint"
     reason_pos: int = -1  # same numbering as skb_pos, of an `enum skb_drop_reason` argument
+    btf_order: int = field(default=0, compare=False)  # found in this order (vmlinux first)
+    nargs: int = field(default=0, compare=False)  # the function's parameters
+
+    @property
+    def skb_index(self) -> int:
+        """0-based position of the skb among the arguments, as ipftrace2's -l prints it."""
+        return self.skb_pos - 1 if self.kind == "function" else self.skb_pos
+
+
+def list_order(target: Target) -> tuple[int, int]:
+    """ipftrace2's -l order: by skb position, then as found in BTF."""
+    return target.skb_index, target.btf_order
 
 
 def load_kernel_btf(btf_dir: str = BTF_DIR) -> list[btfmod.BTF]:
@@ -66,6 +91,15 @@ class _SkbTypeCache:
         return self.btf.kind(self.btf.strip(type_id)) in (btfmod.STRUCT, btfmod.UNION)
 
 
+def ftrace_max_args(release: str) -> int:
+    """Arguments an x86-64 BPF trampoline (fentry/fexit) handles: 6 before Linux 6.5, then 12."""
+    try:
+        major, minor = (int(x) for x in release.split(".")[:2])
+    except ValueError:
+        return 6
+    return 12 if (major, minor) >= (6, 5) else 6
+
+
 def _skb_position(cache: _SkbTypeCache, proto_id: int) -> tuple[int, int]:
     """1-based positions of the first skb parameter (0 if none or not traceable) and
     of an `enum skb_drop_reason` parameter (-1 if none)."""
@@ -94,7 +128,9 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
             if pos:
                 name = blob.name(type_id)
                 reason = drops.drop_reason_position(name, reason)  # only drops carry one
-                found.setdefault(name, Target(name, pos, blob.label, "function", reason))
+                nargs = len(blob.params(blob.ref(type_id)))
+                found.setdefault(name, Target(name, pos, blob.label, "function", reason,
+                                              len(found), nargs))
     return sorted(found.values())
 
 
@@ -128,7 +164,8 @@ def skb_tracepoints(blobs: list[btfmod.BTF]) -> list[Target]:
             reason_pos = next((i for i, (_n, t) in enumerate(params) if _is_drop_reason(blob, t)), -1)
             tp = name[len(TRACEPOINT_PREFIX):]
             reason_pos = drops.drop_reason_position(tp, reason_pos)
-            found.setdefault(tp, Target(tp, skb_pos, blob.label, "tracepoint", reason_pos))
+            found.setdefault(tp, Target(tp, skb_pos, blob.label, "tracepoint", reason_pos,
+                                        len(found)))
     return sorted(found.values())
 
 
@@ -169,3 +206,43 @@ def reason_carriers(blobs: list[btfmod.BTF]) -> set[str]:
                 if pos and reason >= 0:
                     names.add(blob.name(type_id))
     return names
+
+
+def available_filter_functions(paths: tuple[str, ...] = AVAILABLE_FILTER_FUNCTIONS) -> set[str] | None:
+    """Names ftrace can hook (`name` or `name [module]` lines); None when no file is readable."""
+    for path in paths:
+        try:
+            with open(path) as f:
+                return {line.split(maxsplit=1)[0] for line in f if line.strip()}
+        except OSError:
+            continue
+    return None
+
+
+def kprobe_blacklist(path: str = KPROBE_BLACKLIST) -> set[str]:
+    """Names in the kernel's kprobe blacklist (`0xstart-0xend\tname` lines); empty when unreadable."""
+    try:
+        with open(path) as f:
+            return {parts[1] for line in f if len(parts := line.split()) >= 2}
+    except OSError:
+        return set()
+
+
+def function_targets(functions: list[Target], addresses: dict[str, int],
+                     available: set[str] | None, btf_ids: dict[str, int] | None = None,
+                     max_pos: int = FUNCTION_MAX_POSITION, max_args: int | None = None) -> list[Target]:
+    """The skb functions a function backend tries: skb within reach of its entry points,
+    in kallsyms, hookable (when the kernel says what is), not tracepoint machinery.
+    `btf_ids` (ftrace): only functions with a vmlinux BTF id, which fentry needs
+    (module functions would need their module's BTF object too), with at most `max_args`
+    parameters (what the trampoline takes).
+    A drop reason out of reach is not read; the function is still traced."""
+    chosen = []
+    for t in functions:
+        if (t.skb_pos > max_pos or not addresses.get(t.name) or t.name.startswith(TRACEPOINT_STUB_PREFIXES)
+                or (available is not None and t.name not in available)
+                or (btf_ids is not None and t.name not in btf_ids)
+                or (max_args is not None and t.nargs > max_args)):
+            continue
+        chosen.append(replace(t, reason_pos=-1) if t.reason_pos > max_pos else t)
+    return chosen

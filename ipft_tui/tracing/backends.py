@@ -22,7 +22,6 @@ from ..kernel.targets import Target
 
 IMPLEMENTED = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
 TRACK_CALL = 1 << 31  # IPFT_TRACK_CALL in bpf/ipft.bpf.c
-MAX_FUNCTION_ARG = 5  # skb positions the function backends read (x86-64: registers)
 
 Progress = Callable[[int, int], None]  # (done, todo)
 # Attaching and detaching one probe waits in the kernel (kprobe registration, RCU grace
@@ -392,10 +391,10 @@ class KprobeMultiBackend(FunctionBackend):
         return failed
 
     def _link_all(self, bpf, program: str, ids: list[int], return_probe: bool,
-                  notice: Callable[[str], None], filtered: bool = False) -> list[int]:
+                  notice: Callable[[str], None]) -> list[int]:
         """Link as many of `ids` as the kernel accepts: one function it refuses
-        (notrace, blacklisted) fails a whole link. Functions ftrace cannot trace are
-        left out first (one link instead of many); halve to find any other."""
+        (notrace, blacklisted) fails a whole link: halve to find it. (Functions ftrace
+        cannot hook were left out of the candidates up front, see kernel/targets.py.)"""
         try:
             self._link(bpf, program, ids, return_probe)
             return ids
@@ -403,17 +402,9 @@ class KprobeMultiBackend(FunctionBackend):
             if len(ids) == 1:
                 notice(f"kprobe-multi on {self.candidates[ids[0]].name} failed: {exc}")
                 return []
-        traceable = ftrace_functions() if not filtered else frozenset()
-        if traceable:
-            kept = [i for i in ids if self.candidates[i].name in traceable]
-            for i in sorted(set(ids) - set(kept)):
-                notice(f"kprobe-multi on {self.candidates[i].name} refused: not in "
-                       "available_filter_functions")
-            if len(kept) < len(ids):
-                return self._link_all(bpf, program, kept, return_probe, notice, True) if kept else []
         half = len(ids) // 2
-        return (self._link_all(bpf, program, ids[:half], return_probe, notice, True)
-                + self._link_all(bpf, program, ids[half:], return_probe, notice, True))
+        return (self._link_all(bpf, program, ids[:half], return_probe, notice)
+                + self._link_all(bpf, program, ids[half:], return_probe, notice))
 
     def _link(self, bpf, program: str, ids: list[int], return_probe: bool) -> None:
         fd = self._program(bpf, program)
@@ -431,57 +422,18 @@ class KprobeMultiBackend(FunctionBackend):
         self._selected.clear()
 
 
-TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-_ftrace_functions: frozenset[str] | None = None
-
-
-def ftrace_functions() -> frozenset[str]:
-    """Functions ftrace can trace (kprobe-multi refuses the others), read once;
-    empty when tracefs is not mounted."""
-    global _ftrace_functions  # noqa: PLW0603 - a read-once cache of a kernel fact
-    if _ftrace_functions is None:
-        names: set[str] = set()
-        for root in TRACEFS:
-            try:
-                with open(f"{root}/available_filter_functions") as f:
-                    names = {line.split(maxsplit=1)[0] for line in f if line.strip()}
-                break
-            except OSError:
-                continue
-        _ftrace_functions = frozenset(names)
-    return _ftrace_functions
-
-
-# Tracepoint plumbing that also takes an skb: probing it only doubles the tracepoints.
-PLUMBING_PREFIXES = ("__bpf_trace_", "__probestub_", "__traceiter_")
-
-
-def function_targets(kernel, max_pos: int = MAX_FUNCTION_ARG) -> tuple[list[Target], dict[str, int]]:
-    """skb functions the function backends can trace: in kallsyms, skb in a register."""
-    names = {t.name for t in kernel.functions}
-    from ..kernel.kallsyms import addresses  # noqa: PLC0415
-    found = addresses(names)
-    targets = [t for t in kernel.functions
-               if t.skb_pos <= max_pos and t.reason_pos <= max_pos and found.get(t.name)
-               and not t.name.startswith(PLUMBING_PREFIXES)]
-    return targets, found
-
-
 def make_backend(name: str, kernel, capabilities):
+    targets, found = kernel.backend_targets(name)  # the same list -l prints
     if name == "tracepoint":
-        return TracepointBackend(kernel.tracepoints, capabilities.raw_tp_cookie,
-                                 kernel.tracepoint_returns)
-    targets, found = function_targets(kernel)
+        return TracepointBackend(targets, capabilities.raw_tp_cookie, kernel.tracepoint_returns)
     if not targets:
-        raise IpftError("no skb function of this kernel's BTF is in /proc/kallsyms")
+        raise IpftError("no skb function of this kernel's BTF is both in /proc/kallsyms and "
+                        "hookable (available_filter_functions)")
     if name == "kprobe":
         return KprobeBackend(targets, found)
     if name == "kprobe-multi":
         return KprobeMultiBackend(targets, found)
     if name == "ftrace":
-        from ..kernel.btf import FUNC  # noqa: PLC0415
-        vmlinux = kernel.btf[0]  # module functions would need the module's BTF fd: vmlinux only
-        btf_ids = {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == FUNC}
-        targets = [t for t in targets if t.module == "vmlinux" and t.name in btf_ids]
-        return FentryBackend(targets, found, btf_ids)
+        # module functions would need the module's BTF fd: vmlinux only (backend_targets)
+        return FentryBackend(targets, found, kernel.vmlinux_function_ids)
     raise IpftError(f"unknown backend {name}")

@@ -27,8 +27,6 @@ RESULTS: dict = {"kernel": KERNEL, "release": os.uname().release, "backends": {}
 SUPPORTED = {"6.1": {"kprobe", "ftrace", "tracepoint"},
              "6.12": {"kprobe", "kprobe-multi", "ftrace", "tracepoint"}}
 
-pytestmark = pytest.mark.skipif(not KERNEL, reason="runs inside the kernel-matrix VMs only")
-
 
 @pytest.fixture(scope="module")
 def kernel():
@@ -448,3 +446,45 @@ def test_expression_filter(kernel, backend):
     while bpf_objects() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert bpf_objects() == []
+
+
+# A slice of the stack, with a module's functions (veth, loaded by the tests above).
+LIST_REGEX = r"^(__)?(ip_|udp|dev_|netif_|veth_|skb_release)"
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.parametrize("backend", ["kprobe", "kprobe-multi", "ftrace"])
+def test_list_is_what_a_run_tries(kernel, backend):
+    """`-l` prints exactly the targets a run tries (#13.4), and those attach (#20.4:
+    what cannot be attached is left out up front, not tried)."""
+    if backend not in SUPPORTED[KERNEL] or (ONLY and backend not in ONLY.split(",")):
+        pytest.skip(f"{backend} not run on {KERNEL}")
+    with VethPair("ipftvml"):
+        pass  # loads the veth module, whose functions must be listed
+    proc = subprocess.run([sys.executable, "-m", "ipft_tui", "-l", "-b", backend, "-r", LIST_REGEX],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    listed = [r[0].strip() for r in rows]
+    notices: list[str] = []
+    collector = Collector(TraceSettings(mark=MARK, backend=backend, regex=LIST_REGEX),
+                          lambda batch: None, on_notice=notices.append)
+    collector.start()
+    try:
+        collector.wait_ready(900)
+        status = collector.status
+        names = collector.candidate_names()
+        attached = {names[i] for i in collector.backend.attached}
+        RESULTS.setdefault("list", {})[backend] = {
+            "listed": len(listed), "tried": status.total - status.filtered,
+            "attached": status.attached, "failed": status.failed,
+            "modules": sorted({r[1].strip() for r in rows} - {"vmlinux"}), "notices": notices[:5]}
+        assert len(listed) == len(set(listed)) == status.total - status.filtered
+        assert attached <= set(listed) and status.attached + status.failed == len(listed)
+        assert status.failed == 0, notices[:10]
+        positions = [int(r[3]) for r in rows]
+        assert positions == sorted(positions) and 0 <= positions[0] and positions[-1] < 5
+        if backend != "ftrace":  # fentry on module functions is not supported yet
+            assert "veth_xmit" in listed
+    finally:
+        collector.stop(timeout=900)
