@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="-o aggregate: print only the journeys of dropped packets")
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
+    p.add_argument("--dump-bpf", action="store_true",
+                   help="print the BPF C program (and its cflags) these options would compile "
+                        "on this kernel, then exit without loading it")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
     return p
 
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             from .headless import run_list  # noqa: PLC0415
             return run_list(args)
+        if args.dump_bpf:
+            from .headless import run_dump_bpf  # noqa: PLC0415
+            return run_dump_bpf(settings_from_args(args, mark_required=False), args)
         if args.output:
             settings = settings_from_args(args)
             probe_port = parse_positive(args.probe_server_port, "--probe-server-port")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -9,7 +10,7 @@ import threading
 
 from .batching import SampleBuffer
 from .cli import extension_from_args, require_root
-from .collector import Collector, Status, choose_backend
+from .collector import Collector, Status, choose_backend, program_for
 from .errors import IpftError
 from .kernel import Kernel
 from .kernel.btf import BTFError
@@ -50,6 +51,22 @@ def run_check() -> int:
     except IpftError as exc:
         print(f"auto          -> none: {exc}")
         return 1
+    return 0
+
+
+def run_dump_bpf(settings: TraceSettings, args) -> int:
+    """--dump-bpf: the program these options compile here (the TUI's has the live
+    switches compiled in), printed instead of loaded."""
+    require_root()  # the backend and its BPF cookies are found by trying
+    extension = extension_from_args(args)
+    kernel = kernel_or_error()
+    if extension is not None:
+        settings.module_source, settings.module_label = extension.c_source, extension.path
+    settings.live_switches = not args.output
+    name, _backend, spec = program_for(settings, kernel)
+    mode = f"-o {args.output}" if args.output else "the TUI"
+    sys.stdout.write(spec.dump(f"ipft-tui --dump-bpf: backend {name}, {mode}, "
+                               f"kernel {os.uname().release}"))
     return 0
 
 
