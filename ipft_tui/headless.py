@@ -37,7 +37,8 @@ def kernel_or_error() -> Kernel:
 
 def run_check() -> int:
     require_root()
-    caps = kernel_or_error().capabilities
+    kernel = kernel_or_error()
+    caps = kernel.capabilities
     for name in ("kprobe", "kprobe-multi", "ftrace", "tracepoint"):
         support = caps.backends[name]
         state = "supported" if support.ok else "not supported"
@@ -45,7 +46,13 @@ def run_check() -> int:
         print(f"{name:<13} {state:<14} {support.detail}{note}")
     if caps.backends["tracepoint"].ok:
         print(f"{'':<13} {'':<14} raw tracepoint BPF cookies: "
-              f"{'yes' if caps.raw_tp_cookie else 'no (one entry point per tracepoint)'}")
+              f"{'yes' if caps.raw_tp_cookie else 'no, before 6.10 (a program loaded per tracepoint)'}")
+    if caps.backends["kprobe"].ok:
+        print(f"{'':<13} {'':<14} kprobe BPF cookies: "
+              f"{'yes' if caps.kprobe_cookie else 'no, before 5.15 (a program loaded per function: slower attach)'}")
+    print(f"drop reasons  {'yes' if kernel.drop_reasons else 'no':<14} "
+          + (f"{len(kernel.drop_reasons)} in enum skb_drop_reason" if kernel.drop_reasons
+             else "no enum skb_drop_reason in BTF (kernels before 5.17): drops show no reason"))
     try:
         print(f"auto          -> {choose_backend('auto', caps)}")
     except IpftError as exc:
