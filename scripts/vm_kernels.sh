@@ -140,12 +140,25 @@ prepare() {
     kbuild_pkg=$(apt_for "$series" apt-cache depends "linux-headers-$release" 2>/dev/null \
                  | sed -n 's/^ *Depends: \(linux-kbuild-.*\)$/\1/p' | head -1)
     [ -n "$kbuild_pkg" ] || { log "cannot find the kbuild package of linux-headers-$release"; return 1; }
-    fetch_debs "$series" "linux-image-$release" "linux-headers-$release" "$common" "$kbuild_pkg"
+    # Newer Debian kernels (sid) split the image package: the kernel itself, its
+    # modules and their lists (modules.builtin, System.map) are in linux-binary-*,
+    # linux-modules-* and linux-base-*.
+    split=$(apt_for "$series" apt-cache depends "linux-image-$release" 2>/dev/null \
+            | sed -n 's/^ *Depends: \(linux-\(base\|binary\|modules\)-.*\)$/\1/p' | grep -F -- "-$release" || true)
+    # shellcheck disable=SC2086 # one package name per word
+    fetch_debs "$series" "linux-image-$release" $split "linux-headers-$release" "$common" "$kbuild_pkg"
     rm -rf "$dir"; mkdir -p "$root"
-    for p in "linux-image-$release" "linux-headers-$release" "$common" "$kbuild_pkg"; do
+    # shellcheck disable=SC2086
+    for p in "linux-image-$release" $split "linux-headers-$release" "$common" "$kbuild_pkg"; do
       log "unpacking $p"
       dpkg -x "$(ls "$CACHE/debs/${p}_"*.deb | sort -V | tail -1)" "$root"
     done
+    # Merged-/usr packages (sid) ship /usr/lib/modules/<release>/vmlinuz: give them the
+    # /lib/modules and /boot/vmlinuz-<release> layout the older ones have.
+    if [ ! -e "$root/lib" ] && [ -d "$root/usr/lib/modules" ]; then ln -s usr/lib "$root/lib"; fi
+    if [ ! -f "$root/boot/vmlinuz-$release" ] && [ -f "$root/usr/lib/modules/$release/vmlinuz" ]; then
+      mkdir -p "$root/boot"; cp "$root/usr/lib/modules/$release/vmlinuz" "$root/boot/vmlinuz-$release"
+    fi
     # A merged headers tree (arch + common, made of symlinks) for bcc. The Debian
     # arch tree's Makefile and build link point at absolute /usr/src paths, which
     # are not these, so bcc gets this tree instead.

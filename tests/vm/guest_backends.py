@@ -80,6 +80,8 @@ def bpf_objects() -> list[str]:
 # Every skb function, except for ftrace: under emulation each fentry and fexit
 # program load takes about a tenth of a second, so it gets the network core.
 REGEX = {"ftrace": r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|sk_skb_reason_drop|consume_skb|skb_release|skb_copy_header)"}
+if KERNEL == "5.10":  # no kprobe cookies: kprobes too load a program per function
+    REGEX["kprobe"] = REGEX["ftrace"]
 ONLY = os.environ.get("IPFT_VM_BACKENDS")  # e.g. "kprobe": run just those
 
 
