@@ -53,6 +53,13 @@ def test_capabilities_match_the_kernel(kernel):
     # kprobes tell their functions apart by BPF cookie from 5.15, else by a patched
     # constant per loaded program.
     assert caps.kprobe_cookie == (KERNEL != "5.10")
+    check = subprocess.run([sys.executable, "-m", "ipft_tui", "--check"], capture_output=True,
+                           text=True, timeout=300).stdout
+    RESULTS["check"] = check
+    if KERNEL == "5.10":  # --check says what is missing and why
+        assert "kprobe BPF cookies: no, before 5.15" in check, check
+        assert "no enum skb_drop_reason in BTF (kernels before 5.17)" in check, check
+        assert "auto          -> kprobe" in check, check
 
 
 def in_order(functions, *expected):
