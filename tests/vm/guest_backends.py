@@ -186,8 +186,13 @@ def test_function_backend(kernel, backend):
         assert all(s.skb for s in echoes[0]), [(s.function, s.is_return, s.skb) for s in echoes[0]]
         assert any(s.is_return for s in echoes[0])
         stack = [s.stack for s in echoes[0] if s.function == "icmp_rcv" and not s.is_return][0]
-        assert any(f.startswith(("ip_protocol_deliver_rcu+", "ip_local_deliver_finish+"))
-                   for f in stack), stack
+        callers = ("ip_protocol_deliver_rcu+", "ip_local_deliver_finish+")
+        if KERNEL == "5.10" and backend == "kprobe":
+            # Before 5.15 the unwinder stops at the kretprobe trampoline that
+            # function_graph put in place of a traced caller's return address.
+            callers += ("kretprobe_trampoline+",)
+        assert stack[0].startswith("icmp_rcv+"), stack
+        assert any(f.startswith(callers) for f in stack), stack
         result["followed_samples"] = len(echoes[0])
         result["icmp_rcv_stack"] = list(stack[:6])
 
