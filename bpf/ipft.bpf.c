@@ -6,8 +6,8 @@
  * header the loader puts in front of this file): the headers bcc compiles
  * against may belong to another kernel.
  *
- * The loader appends the probe entry points (ipft_tui/tracing/backends.py) and
- * may define:
+ * bpf/entry_points.h follows this file, then the loader's entry point lines
+ * (ipft_tui/tracing/backends.py). The loader may define:
  *   IPFT_RINGBUF_PAGES    ring buffer size in pages (ring buffer mode)
  *   IPFT_PERF_BUFFER      use a perf buffer instead of the ring buffer
  *   IPFT_WITH_META        add device, namespace and packet headers to each event
@@ -15,6 +15,7 @@
  *   IPFT_TRACK_SKB        follow a matched skb when its mark changes and into its clones
  *   IPFT_STACKS           kernel stack traces for the probes flagged in probe_flags
  *   IPFT_COUNT_ONLY       benchmark floor: count matching samples in a map, send nothing
+ *   IPFT_NO_COOKIE        probes are told apart by a patched constant, not a BPF cookie
  */
 
 #include <uapi/linux/ptrace.h>  /* struct pt_regs: the kprobe context (an arch ABI, stable) */
@@ -33,59 +34,9 @@ struct ipft_config {
 #define IPFT_FILTER_NETNS  2u
 #define IPFT_FILTER_IFNAME 4u
 
-/* What the packet looked like at this probe (IPFT_WITH_META). */
-struct ipft_meta {
-    u32 ifindex;
-    u32 netns;        /* inode of the device's network namespace */
-    u32 len;          /* skb->len */
-    u16 l3_proto;     /* ETH_P_*, host order */
-    u8 l4_proto;      /* IPPROTO_* */
-    u8 icmp_type;
-    u8 saddr[16];     /* IPv4 in the first 4 bytes */
-    u8 daddr[16];
-    u16 sport;        /* host order */
-    u16 dport;
-    char ifname[16];
-    u32 _pad;
-};
-
-/* Keep in sync with event_format() in ipft_tui/tracing/program.py. */
-struct ipft_event {
-    u64 packet_id;     /* skb address */
-    u64 timestamp;     /* bpf_ktime_get_ns() */
-    u32 probe_id;      /* index into the loader's probe table */
-    u32 processor_id;
-    u8 is_return;
-    u8 _pad[3];
-    u32 drop_reason;   /* enum skb_drop_reason where the probe has one, else 0 */
-#ifdef IPFT_TRACK_SKB
-    u64 skb;           /* the skb seen; packet_id is the first skb of its journey */
-    u32 journey_end;   /* 1: this free released the journey's data (its last skb) */
-    u32 _pad3;
-#endif
-#ifdef IPFT_STACKS
-    s32 stack_id;      /* 0: none asked for; id in the stacks map + 1; or -errno */
-    u32 _pad2;
-#endif
-#ifdef IPFT_WITH_META
-    struct ipft_meta meta;
-#endif
-#ifdef IPFT_MODULE
-    u8 data[64];       /* filled by the extension's module() */
-#endif
-};
-
-/* A probe id with this bit set: the probe is a call entry whose return is traced too. */
-#define IPFT_TRACK_CALL (1u << 31)
-#define IPFT_MAX_NESTING 4
-
-/* What the loader says about each probe (indexed by probe id). */
-#define IPFT_PROBE_FREES_SKB  1u  /* the skb's life ends here, unless another user holds it */
-#define IPFT_PROBE_FREES_DATA 2u  /* and its data buffer, unless a clone shares it */
-#define IPFT_PROBE_STACK      4u  /* report the kernel stack */
-/* Not from the loader: set by ipft_journey() for the event. */
-#define IPFT_FOLLOWED         (1u << 16)  /* the skb was looked up in the followed skbs */
-#define IPFT_JOURNEY_END      (1u << 17)  /* this free ended the journey */
+/* struct ipft_meta and struct ipft_event, the IPFT_* constants shared with Python
+ * (protocol numbers, map sizes, probe flags): generated from ipft_tui/tracing/event.py
+ * in front of this file. */
 
 /* Open calls of marked skbs, per CPU, thread and probe: the return probe cannot see
  * the skb, so it takes it from here. LRU: calls that never return do not pile up. */
@@ -103,13 +54,10 @@ struct ipft_call_stack {
 };
 
 BPF_ARRAY(config, struct ipft_config, 1);
-/* [0] samples that matched but found no room in the buffer: never lost silently;
- * [1] reservations that failed once and were tried again. */
+/* [IPFT_LOST_SLOT] samples that matched but found no room: never lost silently;
+ * [IPFT_RESCUED_SLOT] samples the main ring buffer refused and the rescue buffer took. */
 BPF_PERCPU_ARRAY(lost, u64, 2);
-BPF_TABLE("lru_hash", struct ipft_call_key, struct ipft_call_stack, calls, 8192);
-/* Function backends: function address (bpf_get_func_ip) -> probe id. */
-BPF_HASH(func_ids, u64, u32, 16384);
-#define IPFT_NO_PROBE 0xffffffffu
+BPF_TABLE("lru_hash", struct ipft_call_key, struct ipft_call_stack, calls, IPFT_MAX_CALLS);
 
 #ifdef IPFT_PERF_BUFFER
 BPF_PERF_OUTPUT(events);
@@ -163,7 +111,7 @@ static __always_inline void ipft_count(u32 slot)
 
 static __always_inline void ipft_count_lost(void)
 {
-    ipft_count(0);
+    ipft_count(IPFT_LOST_SLOT);
 }
 
 #ifdef IPFT_WITH_META
@@ -188,10 +136,10 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
     bpf_probe_read_kernel(&th, 2, (char *)skb + IPFT_OFF_sk_buff_transport_header);
     bpf_probe_read_kernel(&proto, 2, (char *)skb + IPFT_OFF_sk_buff_protocol);
     m->l3_proto = __builtin_bswap16(proto);
-    if (!head || nh == 0xffff)
+    if (!head || nh == IPFT_HEADER_UNSET)
         return;
 
-    if (m->l3_proto == 0x0800) {
+    if (m->l3_proto == IPFT_ETH_P_IP) {
         u8 ip[20] = {};
         if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh) || (ip[0] >> 4) != 4)
             return;
@@ -199,24 +147,25 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
         __builtin_memcpy(m->saddr, ip + 12, 4);
         __builtin_memcpy(m->daddr, ip + 16, 4);
         /* Before the IP layer has run, the transport header is not set yet. */
-        l4 = (th != 0xffff && th > nh) ? head + th : head + nh + (ip[0] & 0xf) * 4;
-    } else if (m->l3_proto == 0x86DD) {
+        l4 = (th != IPFT_HEADER_UNSET && th > nh) ? head + th : head + nh + (ip[0] & 0xf) * 4;
+    } else if (m->l3_proto == IPFT_ETH_P_IPV6) {
         u8 ip6[40] = {};
         if (bpf_probe_read_kernel(ip6, sizeof(ip6), head + nh) || (ip6[0] >> 4) != 6)
             return;
         m->l4_proto = ip6[6];
         __builtin_memcpy(m->saddr, ip6 + 8, 16);
         __builtin_memcpy(m->daddr, ip6 + 24, 16);
-        l4 = (th != 0xffff && th > nh) ? head + th : head + nh + 40;
+        l4 = (th != IPFT_HEADER_UNSET && th > nh) ? head + th : head + nh + 40;
     } else {
         return;
     }
-    if (m->l4_proto == 6 || m->l4_proto == 17 || m->l4_proto == 132) {
+    if (m->l4_proto == IPFT_IPPROTO_TCP || m->l4_proto == IPFT_IPPROTO_UDP
+        || m->l4_proto == IPFT_IPPROTO_SCTP) {
         u16 ports[2] = {};
         bpf_probe_read_kernel(ports, sizeof(ports), l4);
         m->sport = __builtin_bswap16(ports[0]);
         m->dport = __builtin_bswap16(ports[1]);
-    } else if (m->l4_proto == 1 || m->l4_proto == 58) {
+    } else if (m->l4_proto == IPFT_IPPROTO_ICMP || m->l4_proto == IPFT_IPPROTO_ICMPV6) {
         bpf_probe_read_kernel(&m->icmp_type, 1, l4);
     }
 }
@@ -352,7 +301,7 @@ static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 pack
 
 #if defined(IPFT_TRACK_SKB) || defined(IPFT_STACKS)
 /* IPFT_PROBE_* bits per probe id */
-BPF_ARRAY(probe_flags, u32, 16384);
+BPF_ARRAY(probe_flags, u32, IPFT_MAX_PROBES);
 
 static __always_inline u32 ipft_probe_flags(u32 probe_id)
 {
@@ -364,7 +313,7 @@ static __always_inline u32 ipft_probe_flags(u32 probe_id) { return 0; }
 #endif
 
 #ifdef IPFT_STACKS
-BPF_STACK_TRACE(stacks, 2048);
+BPF_STACK_TRACE(stacks, IPFT_MAX_STACKS);
 
 static __always_inline void ipft_stack(void *ctx, struct ipft_event *ev, u32 flags)
 {
@@ -383,11 +332,11 @@ struct ipft_tracked {
 /* Followed skbs by address, and their data buffers: a clone shares its original's
  * buffer, so the first time a clone is seen its buffer names its journey. Entries
  * go when the kernel frees the skb (and the last reference to the buffer). */
-BPF_TABLE("lru_hash", u64, struct ipft_tracked, tracked_skbs, 65536);
-BPF_TABLE("lru_hash", u64, u64, tracked_heads, 65536);
+BPF_TABLE("lru_hash", u64, struct ipft_tracked, tracked_skbs, IPFT_MAX_TRACKED);
+BPF_TABLE("lru_hash", u64, u64, tracked_heads, IPFT_MAX_TRACKED);
 /* Data buffers in use per journey: 1, plus one per copy (skb_copy_header). The
  * journey ends when the last is released. */
-BPF_TABLE("lru_hash", u64, u32, journey_buffers, 65536);
+BPF_TABLE("lru_hash", u64, u32, journey_buffers, IPFT_MAX_TRACKED);
 
 static __always_inline void ipft_buffer_added(u64 packet_id)
 {
@@ -555,12 +504,12 @@ static __always_inline void ipft_emit(void *ctx, void *skb, u64 packet_id, u32 p
     if (!ev) {
         /* Reservations fail now and then with the buffer far from full (seen on
          * 6.18): the rescue buffer, with a lock of its own, takes the sample. */
-        ipft_count(1);
         ev = rescue.ringbuf_reserve(sizeof(struct ipft_event));
         if (!ev) {
             ipft_count_lost();
             return;
         }
+        ipft_count(IPFT_RESCUED_SLOT);  /* rescued: counted only once the rescue buffer took it */
     }
     __builtin_memset(ev, 0, sizeof(*ev));
     ipft_fill(ev, skb, packet_id, probe_id, is_return, reason, flags);
@@ -587,14 +536,6 @@ static __always_inline struct ipft_call_key ipft_call_key(u32 probe_id)
     key.cpu = key.tid ? 0 : bpf_get_smp_processor_id();
     key.probe_id = probe_id;
     return key;
-}
-
-/* The probe id of the function this program was called for (function backends). */
-static __always_inline u32 ipft_func_probe(void *ctx)
-{
-    u64 ip = bpf_get_func_ip(ctx);
-    u32 *probe = func_ids.lookup(&ip);
-    return probe ? *probe : IPFT_NO_PROBE;
 }
 
 static __always_inline void ipft_push_call(u32 probe_id, void *skb, u64 packet_id)

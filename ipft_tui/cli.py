@@ -7,7 +7,7 @@ import sys
 
 from . import __version__
 from .errors import IpftError
-from .headless import run_check, run_headless, run_list
+from .headless import run_check, run_dump_bpf, run_headless, run_list
 from .settings import BACKEND_CHOICES, TRACERS
 from .startup import check_options
 
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="-o aggregate: print only the journeys of dropped packets")
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
+    p.add_argument("--dump-bpf", action="store_true",
+                   help="print the BPF C program (and its cflags) these options would compile "
+                        "on this kernel, then exit without loading it")
     p.add_argument("--version", action="version", version=f"ipft-tui {__version__}")
     p.add_argument("--filter-netns", metavar="NETNS",
                    help="only packets in this network namespace: an inode, a path such as "
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_check()
         if start.mode == "list":
             return run_list(args)
+        if start.mode == "dump":
+            return run_dump_bpf(start.settings, args)
         if start.mode == "headless":
             return run_headless(start, args)
         from .tui.run import run_tui  # noqa: PLC0415 - Textual loads only for the TUI

@@ -28,15 +28,16 @@ from .pcapfilter import c_source, compile_filter
 from .settings import FILTER_HINT, TraceSettings, filter_label, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
-from .tracing.program import RESCUE_PAGES, ProgramSpec, compile_program
+from .tracing.event import (IPFT_LOST_SLOT, IPFT_PAGE_SIZE, IPFT_PROBE_FREES_DATA,
+                            IPFT_PROBE_FREES_SKB, IPFT_PROBE_STACK, IPFT_RESCUE_PAGES,
+                            IPFT_RESCUED_SLOT)
+from .tracing.program import ProgramSpec, compile_program
 from .tracing.ringbuf import RingBufReader
 
-# probe_flags bits (IPFT_PROBE_* in bpf/ipft.bpf.c)
-PROBE_FREES_SKB, PROBE_FREES_DATA, PROBE_STACK = 1, 2, 4
 # config.filter bits (IPFT_FILTER_* in bpf/ipft.bpf.c)
 FILTER_EXPR, FILTER_NETNS, FILTER_IFNAME = 1, 2, 4
 # kfree_skbmem frees only the sk_buff: its data went before it.
-FREE_FLAGS = {name: PROBE_FREES_SKB | (PROBE_FREES_DATA if name != "kfree_skbmem" else 0)
+FREE_FLAGS = {name: IPFT_PROBE_FREES_SKB | (IPFT_PROBE_FREES_DATA if name != "kfree_skbmem" else 0)
               for name in FREE_FUNCTIONS}
 
 POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
@@ -106,6 +107,22 @@ def choose_backend(requested: str, caps) -> str:
         raise IpftError(f"backend {requested} is not supported by this kernel ({detail}); "
                         f"supported here: {', '.join(supported) or 'none'}")
     return requested
+
+
+def program_for(s: TraceSettings, kernel: Kernel) -> tuple[str, backends.PerProbeBackend, ProgramSpec]:
+    """The backend these settings choose on this kernel, and the program to compile
+    for it (also what --dump-bpf prints)."""
+    name = choose_backend(s.backend, kernel.capabilities)
+    backend = backends.make_backend(name, kernel, kernel.capabilities)
+    defines = backend.defines() | ({"IPFT_COUNT_ONLY": 1} if s.count_only else {})
+    spec = ProgramSpec(layout_header=kernel.layout_header, entry_points=backend.entry_points(),
+                       perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
+                       meta=s.meta, module_source=s.module_source, module_label=s.module_label,
+                       track_skb=s.follows_skbs or s.live_switches,
+                       stacks=s.stack_regex is not None or s.live_switches, defines=defines,
+                       filter_source=c_source(compile_filter(s.expression) if s.expression
+                                              else None))
+    return name, backend, spec
 
 
 class Collector:
@@ -214,24 +231,12 @@ class Collector:
         self.headers.apply()
         if s.set_rlimit:
             self.limit_notes = raise_limits()
-        name = choose_backend(s.backend, self.kernel.capabilities)
-        self.backend = backends.make_backend(name, self.kernel, self.kernel.capabilities)
+        name, self.backend, spec = program_for(s, self.kernel)
         selected = select(self.candidate_names(), s.regex)
         stack_probes = self._stack_probes(s.stack_regex)
-        spec = ProgramSpec(layout_header=self.kernel.layout_header,
-                           entry_points=self.backend.entry_points(),
-                           perf_buffer=s.perf_buffer, ringbuf_pages=s.ringbuf_pages,
-                           meta=s.meta, module_source=s.module_source,
-                           module_label=s.module_label,
-                           track_skb=s.follows_skbs or s.live_switches,
-                           stacks=s.stack_regex is not None or s.live_switches,
-                           defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {},
-                           filter_source=c_source(compile_filter(s.expression)
-                                                  if s.expression else None))
-        self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
-        self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
-                                    spec.meta, spec.module_source is not None,
-                                    spec.track_skb, spec.stacks)
+        event = spec.event_layout()
+        self._event = struct.Struct(event.record_format)  # as the ring buffer holds it
+        self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons, event)
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
         self._write_config(graph=False)  # calls are tracked once return probes are in place
@@ -256,11 +261,11 @@ class Collector:
                                     lost_cb=self._on_perf_lost,
                                     wakeup_events=self.settings.perf_wakeup_events)
         else:
-            event_format = self._event.format[len("<I4x"):]
-            self._reader = RingBufReader(events.map_fd, self.settings.ringbuf_pages * 4096,
-                                         event_format)
+            event = self._layout.event
+            self._reader = RingBufReader(events.map_fd,
+                                         self.settings.ringbuf_pages * IPFT_PAGE_SIZE, event)
             self._rescue_reader = RingBufReader(self._bpf[b"rescue"].map_fd,
-                                                RESCUE_PAGES * 4096, event_format)
+                                                IPFT_RESCUE_PAGES * IPFT_PAGE_SIZE, event)
 
     def _write_config(self, graph: bool | None = None) -> None:
         s = self.settings
@@ -292,7 +297,7 @@ class Collector:
             raise IpftError(f"{len(self.backend.candidates)} probes: more than the "
                             f"{table.max_entries} the probe_flags map holds")
         for probe_id, name in enumerate(self.candidate_names()):
-            flags = FREE_FLAGS.get(name, 0) | (PROBE_STACK if probe_id in stack_probes else 0)
+            flags = FREE_FLAGS.get(name, 0) | (IPFT_PROBE_STACK if probe_id in stack_probes else 0)
             if flags or self._probe_flags.get(probe_id):
                 table[ctypes.c_int(probe_id)] = ctypes.c_uint32(flags)
             self._probe_flags[probe_id] = flags
@@ -300,7 +305,7 @@ class Collector:
 
     def _resolve_stacks(self, records: list[tuple]) -> None:
         """Symbolize the stacks of a batch before a consumer sees it."""
-        at, frames = self._layout.stack_index, self._layout.stack_frames
+        at, frames = self._layout.event.index["stack_id"], self._layout.stack_frames
         new_ids = {r[at] - 1 for r in records if r[at] > 0} - frames.keys()
         if not new_ids:
             return
@@ -377,8 +382,10 @@ class Collector:
         counters = self._bpf[b"lost"]
         matched = self._bpf[b"matched"].sum(ctypes.c_int(0)).value if self.settings.count_only else 0
         self.status = replace(self.status,
-                              lost=counters.sum(ctypes.c_int(0)).value + self._perf_lost,
-                              rescued=counters.sum(ctypes.c_int(1)).value, matched=matched)
+                              lost=counters.sum(ctypes.c_int(IPFT_LOST_SLOT)).value
+                              + self._perf_lost,
+                              rescued=counters.sum(ctypes.c_int(IPFT_RESCUED_SLOT)).value,
+                              matched=matched)
 
     def _execute(self, command: str, arg) -> None:
         try:
@@ -407,14 +414,14 @@ class Collector:
                     self._attach_set(self.backend.attached)
                 self.status = replace(self.status, tracer=arg)
             elif command == "track_skb":
-                self._require_compiled(self._layout.track_skb, "skb following")
+                self._require_compiled(self._layout.event.track_skb, "skb following")
                 if arg and not self.settings.follows_skbs:
                     self._forget_followed()
                 self.settings.track_skb = arg
                 self._write_config()
                 self.status = replace(self.status, track_skb=self.settings.follows_skbs)
             elif command == "stack_regex":
-                self._require_compiled(self._layout.stacks, "stack traces")
+                self._require_compiled(self._layout.event.stacks, "stack traces")
                 self._write_probe_flags(self._stack_probes(arg))
                 self.settings.stack_regex = arg
                 self.status = replace(self.status, stack_regex=arg)
@@ -429,7 +436,7 @@ class Collector:
 
     def _forget_followed(self) -> None:
         """Frees were not watched while following was off: start from empty maps."""
-        self._require_compiled(self._layout.track_skb, "skb following")
+        self._require_compiled(self._layout.event.track_skb, "skb following")
         for name in (b"tracked_skbs", b"tracked_heads", b"journey_buffers"):
             self._bpf[name].clear()
 

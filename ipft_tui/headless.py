@@ -8,7 +8,7 @@ import sys
 import threading
 
 from .batching import SampleBuffer
-from .collector import Collector, Status, choose_backend
+from .collector import Collector, Status, choose_backend, program_for
 from .demo import DemoTraffic
 from .errors import IpftError
 from .kernel.targets import list_order
@@ -32,7 +32,8 @@ def err(text: str) -> None:
 
 def run_check() -> int:
     require_root()
-    caps = kernel_or_error().capabilities
+    kernel = kernel_or_error()
+    caps = kernel.capabilities
     for name in ("kprobe", "kprobe-multi", "ftrace", "tracepoint"):
         support = caps.backends[name]
         state = "supported" if support.ok else "not supported"
@@ -40,12 +41,33 @@ def run_check() -> int:
         print(f"{name:<13} {state:<14} {support.detail}{note}")
     if caps.backends["tracepoint"].ok:
         print(f"{'':<13} {'':<14} raw tracepoint BPF cookies: "
-              f"{'yes' if caps.raw_tp_cookie else 'no (one entry point per tracepoint)'}")
+              f"{'yes' if caps.raw_tp_cookie else 'no, before 6.10 (a program loaded per tracepoint)'}")
+    if caps.backends["kprobe"].ok:
+        print(f"{'':<13} {'':<14} kprobe BPF cookies: "
+              f"{'yes' if caps.kprobe_cookie else 'no, before 5.15 (a program loaded per function: slower attach)'}")
+    print(f"drop reasons  {'yes' if kernel.drop_reasons else 'no':<14} "
+          + (f"{len(kernel.drop_reasons)} in enum skb_drop_reason" if kernel.drop_reasons
+             else "no enum skb_drop_reason in BTF (kernels before 5.17): drops show no reason"))
     try:
         print(f"auto          -> {choose_backend('auto', caps)}")
     except IpftError as exc:
         print(f"auto          -> none: {exc}")
         return 1
+    return 0
+
+
+def run_dump_bpf(settings: TraceSettings, args) -> int:
+    """--dump-bpf: the program these options compile here (the TUI's has the live
+    switches compiled in), printed instead of loaded."""
+    require_root()  # the backend and its BPF cookies are found by trying
+    extension = extension_from_args(args)
+    kernel = kernel_or_error()
+    if extension is not None:
+        settings.module_source, settings.module_label = extension.c_source, extension.path
+    name, _backend, spec = program_for(settings, kernel)
+    mode = f"-o {args.output}" if args.output else "the TUI"
+    sys.stdout.write(spec.dump(f"ipft-tui --dump-bpf: backend {name}, {mode}, "
+                               f"kernel {os.uname().release}"))
     return 0
 
 

@@ -187,7 +187,6 @@ class Interned:
         return found
 
 
-_new = tuple.__new__
 _RETURN_BIT = 1 << 31
 _NO_EXTRA = (None, None, 0, None)
 
@@ -311,10 +310,11 @@ class Packet:
         info = self._info[i]
         fields, reason, skb, stack = (self._extra.get(i, _NO_EXTRA) if self._extra
                                       else _NO_EXTRA)
-        return _new(Sample, (self.packet_id, self._ts[i], (info >> 16) & 0x7FFF,
-                             self._interned.names[info & 0xFFFF], bool(info & _RETURN_BIT),
-                             fields, reason, self._interned.metas[self._meta[i]], None, skb,
-                             stack, None))
+        return Sample(packet_id=self.packet_id, timestamp=self._ts[i],
+                      processor_id=(info >> 16) & 0x7FFF,
+                      function=self._interned.names[info & 0xFFFF],
+                      is_return=bool(info & _RETURN_BIT), fields=fields, drop_reason=reason,
+                      meta=self._interned.metas[self._meta[i]], skb=skb, stack=stack)
 
     @property
     def samples(self) -> list[Sample]:

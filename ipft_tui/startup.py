@@ -101,12 +101,18 @@ def check_options(args: argparse.Namespace) -> Startup:
     if args.max_packets is not None:
         max_packets = parse_positive(args.max_packets, "--max-packets")
     if args.replay:
+        if args.dump_bpf:
+            raise IpftError("--dump-bpf: a replay compiles nothing")
         return Startup("replay", max_packets=max_packets)
-    settings = settings_from_args(args, mark_required=bool(args.output))
+    settings = settings_from_args(args, mark_required=bool(args.output) and not args.dump_bpf)
     probe = _probe_server(args)
     if not args.output:
-        return Startup("tui", replace(settings, meta=True, live_switches=True),
-                       max_packets=max_packets)
+        # The TUI's program: every live switch compiled in, skbs followed by default.
+        settings = replace(settings, meta=True, live_switches=True, track_skb=True)
+    if args.dump_bpf:
+        return Startup("dump", settings)
+    if not args.output:
+        return Startup("tui", settings, max_packets=max_packets)
     return Startup("headless", settings, probe_server=probe)
 
 

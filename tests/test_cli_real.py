@@ -100,6 +100,9 @@ def test_check_reports_every_backend(bpf_ready):
         assert backend in lines
     assert re.search(r"^tracepoint\s+supported", lines["tracepoint"])
     assert lines["auto"].split("->")[1].strip() in {"tracepoint", "kprobe", "kprobe-multi", "ftrace"}
+    # What the kernel lacks is said, with why; what it has, counted.
+    assert re.search(r"^drop reasons  (yes +\d+ in enum skb_drop_reason|no +.*before 5\.17)",
+                     proc.stdout, re.M), proc.stdout
 
 
 def test_list_tracepoints(bpf_ready):

@@ -1,32 +1,35 @@
 """Skb following and stack traces: decoding, the model's journeys, outputs (no kernel)."""
 
-import struct
-
 from ipft_tui.collector import tracer_frames_dropped
 from ipft_tui.kernel.kallsyms import Symbolizer
 from ipft_tui.model import PacketStore, Sample, is_clone
 from ipft_tui.outputs import aggregate, jsonlines
 from ipft_tui.tracing.decode import RecordBatch, RecordLayout
-from ipft_tui.tracing.program import event_format
+from ipft_tui.tracing.event import EventLayout
 
 FIRST, CLONE, OTHER = 0xFFFF0000AA00, 0xFFFF0000BB00, 0xFFFF0000CC00
 NAMES = ["net_dev_queue", "kfree_skb", "consume_skb", "skb_copy_datagram_iovec"]
 
 
-def record(layout_format, *fields):
-    """A record as the ring buffer reader returns it: packed, then unpacked."""
-    fmt = struct.Struct("<I4x" + layout_format)
-    return fmt.unpack(fmt.pack(fmt.size - 8, *fields))
+def record(event: EventLayout, **fields):
+    """A record tuple as the ring buffer reader returns it, fields placed by name
+    (where they sit in the C struct is checked by compiling it: test_bpf_program_real)."""
+    values = [0] * (len(event.index) + 1)
+    for name, value in fields.items():
+        values[event.index[name]] = value
+    return tuple(values)
 
 
 def test_decode_skb_journey_end_and_stacks():
-    fmt = event_format(track_skb=True, stacks=True)
-    layout = RecordLayout(NAMES, {2: "NO_SOCKET"}, track_skb=True, stacks=True,
+    event = EventLayout(track_skb=True, stacks=True)
+    layout = RecordLayout(NAMES, {2: "NO_SOCKET"}, event,
                           stack_frames={4: ("kfree_skb+0x5", "__udp4_lib_rcv+0x4bc")})
-    records = [
-        record(fmt, FIRST, 10, 0, 1, 0, 0, FIRST, 0, 0),  # followed, no stack asked
-        record(fmt, FIRST, 20, 1, 1, 0, 2, CLONE, 1, 5),  # a clone's free, stack id 4
-        record(fmt, FIRST, 30, 2, 0, 0, 0, 0, 0, -14),  # following off; stack failed
+    records = [  # followed, no stack asked
+        record(event, packet_id=FIRST, timestamp=10, probe_id=0, processor_id=1, skb=FIRST),
+        record(event, packet_id=FIRST, timestamp=20, probe_id=1, processor_id=1, drop_reason=2,
+               skb=CLONE, journey_end=1, stack_id=5),  # a clone's free, stack id 4
+        record(event, packet_id=FIRST, timestamp=30, probe_id=2,
+               stack_id=-14),  # following off; stack failed
     ]
     first, dropped, unfollowed = RecordBatch(records, layout).samples()
     assert (first.skb, first.journey_end, first.stack) == (FIRST, False, None)
@@ -115,17 +118,3 @@ def test_tracer_frames_are_dropped_from_the_top_only():
     fentry = ["bpf_prog_1+0x9 [bpf]", "bpf_trampoline_66+0x8c [bpf]", "icmp_rcv+0x5",
               "bpf_trampoline_64+0x8c [bpf]", "ip_protocol_deliver_rcu+0x1e8"]
     assert tracer_frames_dropped(fentry) == ("icmp_rcv+0x5", "ip_protocol_deliver_rcu+0x1e8")
-
-
-def test_copy_functions_hand_the_copy_to_the_journey_in_their_entry_points():
-    from ipft_tui.kernel.targets import Target
-    from ipft_tui.tracing.backends import FentryBackend, kprobe_entry_points, _shape
-
-    copy, plain = Target("skb_copy_header", skb_pos=1), Target("ip_rcv", skb_pos=1)
-    assert _shape(copy) != _shape(plain)  # a program of its own
-    source = kprobe_entry_points({_shape(t): t for t in (copy, plain)})
-    assert source.count("ipft_copied(") == 1
-    assert "ipft_copied((void *)PT_REGS_PARM1(ctx), (void *)PT_REGS_PARM2(ctx));" in source
-    fentry = FentryBackend([copy, plain], {}, {}).entry_points()
-    assert fentry.count("ipft_copied(") == 1  # at entry only
-    assert "bpf_get_func_arg(ctx, 1, &original)" in fentry

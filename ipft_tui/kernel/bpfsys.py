@@ -54,7 +54,7 @@ def _bpf(cmd: int, attr: bytes) -> int:
 
 
 def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
-              attach_btf_id: int = 0, log: bool = False) -> int:
+              attach_btf_id: int = 0, log: bool = False, name: bytes = b"ipft_probe") -> int:
     """Load a program; returns its fd. Raises BPFSyscallError (with the verifier log)."""
     license_buf = ctypes.create_string_buffer(b"GPL")
     insn_buf = ctypes.create_string_buffer(insns, len(insns))
@@ -65,7 +65,7 @@ def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
         1 if log else 0, len(log_buf) if log else 0, ctypes.addressof(log_buf) if log else 0,
         0,  # kern_version
         0,  # prog_flags
-        b"ipft_probe",  # prog_name
+        name[:15],  # prog_name
         0,  # prog_ifindex
         expected_attach_type,
         0, 0, 0,  # prog_btf_fd, func_info_rec_size, func_info

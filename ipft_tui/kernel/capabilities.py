@@ -23,6 +23,7 @@ class Support:
 class Capabilities:
     backends: dict[str, Support] = field(default_factory=dict)
     raw_tp_cookie: bool = False
+    kprobe_cookie: bool = False  # bpf_get_attach_cookie() in kprobes (5.15+)
 
     def supported(self) -> list[str]:
         return [name for name, s in self.backends.items() if s.ok]
@@ -73,6 +74,12 @@ def probe_raw_tp_cookie(tracepoint: str) -> bool:
     ]).ok
 
 
+def probe_kprobe_cookie() -> bool:
+    """The kernel knows bpf_get_attach_cookie() for kprobes (and perf links with a cookie)."""
+    return _with_fds([("load", lambda fds: bpfsys.prog_load(bpfsys.PROG_TYPE_KPROBE,
+                                                            bpfsys.CALL_COOKIE_THEN_RETURN))]).ok
+
+
 def probe_kprobe(function: str) -> Support:
     return _with_fds([
         ("load kprobe program", lambda fds: bpfsys.prog_load(bpfsys.PROG_TYPE_KPROBE, bpfsys.RETURN_ZERO)),
@@ -119,6 +126,7 @@ def detect(kernel) -> Capabilities:
     else:
         caps.backends["kprobe-multi"] = probe_kprobe_multi(function)
         caps.backends["kprobe"] = probe_kprobe(function)
+        caps.kprobe_cookie = caps.backends["kprobe"].ok and probe_kprobe_cookie()
         caps.backends["ftrace"] = probe_fentry(vmlinux.find(FUNC, function), function)
     if tracepoint is None:
         caps.backends["tracepoint"] = Support(False, "no raw tracepoint with an skb in BTF")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..model import Meta, Sample, packet_id_text
-from ..tracing.decode import json_lines
+from ..tracing.decode import BASE, RecordBatch
 
 
 def format_sample(sample: Sample, with_tuple: bool = False) -> str:
@@ -63,8 +63,9 @@ def parse_line(line: str) -> Sample:
         raise ValueError(f"bad value: {exc}") from None
     fields = {str(k): v if isinstance(v, (str, int)) and not isinstance(v, bool)
               else json.dumps(v) for k, v in obj.items()}
-    return Sample(packet, timestamp, cpu, function, is_return, fields or None, drop_reason,
-                  meta, None, skb, stack, journey_end)
+    return Sample(packet_id=packet, timestamp=timestamp, processor_id=cpu, function=function,
+                  is_return=is_return, fields=fields or None, drop_reason=drop_reason, meta=meta,
+                  skb=skb, stack=stack, journey_end=journey_end)
 
 
 MAX_NESTING = 32  # a sample line nests one level (stack); deeper is not ours
@@ -142,6 +143,28 @@ def _meta_from(obj: dict) -> Meta:
                   for k in _META_KEYS))
 
 
+def format_records(batch: RecordBatch) -> str | None:
+    """The lines format_sample() writes for a batch's samples, straight from its
+    records without building Samples (the fast path of headless JSON).
+
+    None when the batch needs the full path (meta, extension data, skb, stacks)."""
+    layout = batch.layout
+    if not layout.plain:
+        return None
+    quoted = [json.dumps(n) for n in layout.names]
+    plain = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s}\n'
+    dropped = ('{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,'
+               '"is_return":%s,"drop_reason":%s}\n')
+    lines = []
+    for pid, ts, cpu, probe, ret, reason in map(layout.fields(*BASE), batch.records):
+        if reason:
+            lines.append(dropped % (pid, ts, cpu, quoted[probe], "true" if ret else "false",
+                                    json.dumps(layout.reason_name(reason))))
+        else:
+            lines.append(plain % (pid, ts, cpu, quoted[probe], "true" if ret else "false"))
+    return "".join(lines)
+
+
 class JsonOutput:
     """Streams each batch of samples to a text file, flushing per batch."""
 
@@ -158,7 +181,7 @@ class JsonOutput:
         """Collector batches: formatted straight from their records when nothing
         needs decoding (no extension, no tuple fields), else via Samples."""
         for batch in batches:
-            text = None if (decorate or self.with_tuple) else json_lines(batch)
+            text = None if (decorate or self.with_tuple) else format_records(batch)
             if text is None:
                 samples = batch.samples()
                 self.write(decorate(samples) if decorate else samples)

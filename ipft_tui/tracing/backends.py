@@ -7,21 +7,25 @@ new tracer) never needs a recompile. Every backend offers the same operations:
 `entry_points()` (C source), `prepare(bpf)` once compiled, `sync(bpf, wanted,
 graph)` to make the attached set exactly `wanted` (with return probes when
 `graph`), and `close()` to detach everything.
+
+Entry points are C macros (bpf/entry_points.h); a backend writes one macro line
+per probe shape. Without BPF cookies a program is loaded once per probe with its
+probe word patched in (`patched()`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import queue
+import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import IpftError
 from ..kernel import bpfsys
 from ..kernel.targets import Target
+from .event import IPFT_PATCH_ME, IPFT_TRACK_CALL
 
 IMPLEMENTED = ("kprobe", "ftrace", "kprobe-multi", "tracepoint")
-TRACK_CALL = 1 << 31  # IPFT_TRACK_CALL in bpf/ipft.bpf.c
 
 Progress = Callable[[int, int], None]  # (done, todo)
 # Attaching and detaching one probe waits in the kernel (kprobe registration, RCU grace
@@ -81,11 +85,45 @@ def _close(fd: int) -> int:
 COPY_FUNCTIONS = {"skb_copy_header": 2}
 
 
-def _shape(target: Target) -> str:
-    """Entry points differ by where the skb (and a drop reason) sit in the arguments."""
-    original = COPY_FUNCTIONS.get(target.name)
-    return (f"arg{target.skb_pos}" + (f"_reason{target.reason_pos}" if target.reason_pos >= 0 else "")
-            + (f"_copyof{original}" if original else ""))
+def _shape(target: Target) -> tuple[int, int, int]:
+    """Where the skb, a drop reason and a copy's original are among the target's
+    arguments, counted from 1 (0: none): the arguments of the bpf/entry_points.h macros."""
+    first = 1 if target.kind == "tracepoint" else 0  # tracepoint args are indexes from 0
+    return (target.skb_pos + first, target.reason_pos + first if target.reason_pos >= 0 else 0,
+            COPY_FUNCTIONS.get(target.name, 0))
+
+
+def _program_name(prefix: str, shape: tuple[int, int, int]) -> str:
+    """The name the macro gives the entry point of this shape."""
+    skb, reason, original = shape
+    return f"{prefix}_s{skb}_r{reason}" + (f"_c{original}" if prefix != "ipft_tp" else "")
+
+
+def patched(insns: bytes, word: int) -> bytes:
+    """The program with the probe word in place of IPFT_PATCH_ME: a ld_imm64 (two
+    instruction slots holding the constant's low and high halves in their imm)."""
+    insn = struct.Struct("<BBhI")
+    low, high = IPFT_PATCH_ME & 0xFFFFFFFF, IPFT_PATCH_ME >> 32
+    out, found = bytearray(insns), 0
+    for at in range(0, len(out) - 2 * insn.size + 1, insn.size):
+        code, regs, off, imm = insn.unpack_from(out, at)
+        if code == 0x18 and regs >> 4 == 0 and imm == low and insn.unpack_from(out, at + 8)[3] == high:
+            insn.pack_into(out, at, code, regs, off, word)
+            insn.pack_into(out, at + 8, 0, 0, 0, 0)
+            found += 1
+    if not found:
+        raise IpftError("BPF entry point without its probe word constant (IPFT_PATCH_ME)")
+    return bytes(out)
+
+
+def _load_patched(bpf, program: str, prog_type: int, word: int, **attach) -> int:
+    """Load an entry point's bytecode (as bcc compiled it, maps resolved) for one probe."""
+    insns = patched(bpf.dump_func(program.encode()), word)
+    name = program[:15].encode()
+    try:
+        return bpfsys.prog_load(prog_type, insns, name=name, **attach)
+    except bpfsys.BPFSyscallError:  # again with the verifier's log, to say why
+        return bpfsys.prog_load(prog_type, insns, name=name, log=True, **attach)
 
 
 class PerProbeBackend:
@@ -101,6 +139,10 @@ class PerProbeBackend:
 
     def prepare(self, bpf) -> None:
         pass
+
+    def defines(self) -> dict[str, int]:
+        """-D flags the entry points need."""
+        return {}
 
     @property
     def attached(self) -> set[int]:
@@ -155,9 +197,9 @@ def _load(bpf, name: str, prog_type: str) -> int:
 class TracepointBackend(PerProbeBackend):
     """Raw tracepoints that carry an skb.
 
-    With BPF cookies (kernel 6.10+) one program per skb argument index serves
-    every tracepoint, the cookie naming the probe; on older kernels each
-    tracepoint gets a tiny entry point of its own that passes a constant.
+    One program per skb/drop reason position serves every tracepoint: with BPF
+    cookies (kernel 6.10+) the cookie names the probe, on older kernels the
+    program is loaded once per tracepoint with the probe word patched in.
     For function_graph, `<x>_entry` tracepoints are paired with their `<x>_exit`
     partners (which carry no skb): BPF remembers the skb at entry.
     """
@@ -173,55 +215,42 @@ class TracepointBackend(PerProbeBackend):
         self.returns = set(self.exits)
 
     def _probe_word(self, probe_id: int) -> int:
-        return probe_id | (TRACK_CALL if probe_id in self.exits else 0)
+        return probe_id | (IPFT_TRACK_CALL if probe_id in self.exits else 0)
 
-    @staticmethod
-    def _reason(target: Target) -> str:
-        return f"(u32)ctx->args[{target.reason_pos}]" if target.reason_pos >= 0 else "0"
-
-    def _entry_name(self, probe_id: int) -> str:
-        target = self.candidates[probe_id]
-        return f"ipft_tp_{_shape(target)}" if self.use_cookie else f"ipft_tp_{probe_id}"
+    def defines(self) -> dict[str, int]:
+        return {} if self.use_cookie else {"IPFT_NO_COOKIE": 1}
 
     def entry_points(self) -> str:
-        ctx = "struct bpf_raw_tracepoint_args *ctx"
-        lines = []
-        if self.use_cookie:
-            shapes = {_shape(t): t for t in self.candidates}
-            for shape, t in sorted(shapes.items()):
-                lines.append(f"int ipft_tp_{shape}({ctx})\n{{ return ipft_sample(ctx, "
-                             f"(void *)ctx->args[{t.skb_pos}], (u32)bpf_get_attach_cookie(ctx), "
-                             f"{self._reason(t)}); }}\n")
-            lines.append(f"int ipft_tp_return({ctx})\n"
-                         f"{{ return ipft_sample_return(ctx, (u32)bpf_get_attach_cookie(ctx)); }}\n")
-        else:
-            for probe_id, target in enumerate(self.candidates):
-                lines.append(f"int ipft_tp_{probe_id}({ctx})\n{{ return ipft_sample(ctx, "
-                             f"(void *)ctx->args[{target.skb_pos}], {self._probe_word(probe_id)}u, "
-                             f"{self._reason(target)}); }}\n")
-            for probe_id in self.exits:
-                lines.append(f"int ipft_tp_return_{probe_id}({ctx})\n"
-                             f"{{ return ipft_sample_return(ctx, {probe_id}); }}\n")
-        return "".join(lines)
+        shapes = sorted({_shape(t)[:2] for t in self.candidates})
+        lines = [f"IPFT_TRACEPOINT({skb}, {reason})" for skb, reason in shapes]
+        if self.exits:
+            lines.append("IPFT_TRACEPOINT_RETURN()")
+        return "\n".join(lines) + "\n"
 
-    def _open(self, bpf, function: str, tracepoint: str, cookie: int) -> int:
-        fd = _load(bpf, function, "RAW_TRACEPOINT")
-        return bpfsys.raw_tracepoint_open(fd, tracepoint, cookie if self.use_cookie else 0)
+    def _open(self, bpf, program: str, tracepoint: str, word: int) -> int:
+        if self.use_cookie:
+            return bpfsys.raw_tracepoint_open(_load(bpf, program, "RAW_TRACEPOINT"), tracepoint, word)
+        fd = _load_patched(bpf, program, bpfsys.PROG_TYPE_RAW_TRACEPOINT, word)
+        try:
+            return bpfsys.raw_tracepoint_open(fd, tracepoint)
+        finally:
+            bpfsys.close(fd)  # the link keeps the program
 
     def _attach(self, bpf, probe_id: int) -> int:
-        return self._open(bpf, self._entry_name(probe_id), self.candidates[probe_id].name,
+        target = self.candidates[probe_id]
+        return self._open(bpf, _program_name("ipft_tp", _shape(target)), target.name,
                           self._probe_word(probe_id))
 
     def _attach_return(self, bpf, probe_id: int) -> int:
-        name = "ipft_tp_return" if self.use_cookie else f"ipft_tp_return_{probe_id}"
-        return self._open(bpf, name, self.exits[probe_id], probe_id)
+        return self._open(bpf, "ipft_tp_return", self.exits[probe_id], probe_id)
 
 
 class FunctionBackend(PerProbeBackend):
     """Kernel functions with a `struct sk_buff *` argument: shared by kprobe,
     kprobe-multi and ftrace."""
 
-    prefix = ""
+    prefix = ""  # of the entry points' names
+    macro = "IPFT_KPROBE"
 
     def __init__(self, candidates: list[Target], addresses: dict[str, int]):
         super().__init__()
@@ -229,45 +258,52 @@ class FunctionBackend(PerProbeBackend):
         self.addresses = addresses
         self.returns = set(range(len(candidates)))
 
-    def _shapes(self) -> dict[str, Target]:
-        return {_shape(t): t for t in self.candidates}
+    def entry_points(self) -> str:
+        shapes = sorted({_shape(t) for t in self.candidates})
+        return "".join(f"{self.macro}({skb}, {reason}, {original})\n"
+                       for skb, reason, original in shapes)
 
     def _entry_name(self, probe_id: int) -> str:
-        return f"ipft_{self.prefix}_{_shape(self.candidates[probe_id])}"
-
-
-def kprobe_entry_points(shapes: dict[str, Target]) -> str:
-    """kprobe programs that take the probe id from their BPF cookie (kprobe and
-    kprobe-multi links both carry one), one per skb/drop-reason position."""
-    lines = []
-    for shape, t in sorted(shapes.items()):
-        reason = f"(u32)PT_REGS_PARM{t.reason_pos}(ctx)" if t.reason_pos > 0 else "0"
-        original = COPY_FUNCTIONS.get(t.name)
-        copied = (f"ipft_copied((void *)PT_REGS_PARM{t.skb_pos}(ctx), "
-                  f"(void *)PT_REGS_PARM{original}(ctx));\n  " if original else "")
-        lines.append(f"int ipft_kp_{shape}(struct pt_regs *ctx)\n{{ {copied}return ipft_sample(ctx, "
-                     f"(void *)PT_REGS_PARM{t.skb_pos}(ctx), (u32)bpf_get_attach_cookie(ctx), "
-                     f"{reason}); }}\n")
-    lines.append("int ipft_kp_return(struct pt_regs *ctx)\n{ return ipft_sample_return(ctx, "
-                 "(u32)bpf_get_attach_cookie(ctx) & ~IPFT_TRACK_CALL); }\n")
-    return "".join(lines)
+        return _program_name(self.prefix, _shape(self.candidates[probe_id]))
 
 
 class KprobeBackend(FunctionBackend):
-    """One kprobe (perf event) per function, linked to its program with the probe id
-    as BPF cookie; kretprobes for function_graph."""
+    """One kprobe (perf event) per function. With BPF cookies (5.15+) one program per
+    shape serves them all, linked with the probe id as cookie; before, the program is
+    loaded once per function with its probe word patched in. kretprobes for
+    function_graph."""
 
     name = "kprobe"
-    prefix = "kp"
+    prefix = "ipft_kp"
+
+    def __init__(self, candidates: list[Target], addresses: dict[str, int], use_cookie: bool = True):
+        super().__init__(candidates, addresses)
+        self.use_cookie = use_cookie
+
+    def defines(self) -> dict[str, int]:
+        return {} if self.use_cookie else {"IPFT_NO_COOKIE": 1}
 
     def entry_points(self) -> str:
-        return kprobe_entry_points(self._shapes())
+        return super().entry_points() + "IPFT_KPROBE_RETURN()\n"
 
     def _perf(self, bpf, program: str, probe_id: int, retprobe: bool) -> int:
+        word = probe_id | IPFT_TRACK_CALL
+        if not self.use_cookie:
+            fd = _load_patched(bpf, program, bpfsys.PROG_TYPE_KPROBE, word)
+            try:
+                perf_fd = bpfsys.perf_kprobe_open(self.candidates[probe_id].name, retprobe=retprobe)
+                try:
+                    bpfsys.perf_set_bpf(perf_fd, fd)
+                except OSError:
+                    bpfsys.close(perf_fd)
+                    raise
+                return perf_fd  # holds the program; closing it detaches
+            finally:
+                bpfsys.close(fd)
         fd = _load(bpf, program, "KPROBE")
         perf_fd = bpfsys.perf_kprobe_open(self.candidates[probe_id].name, retprobe=retprobe)
         try:
-            return bpfsys.perf_link(fd, perf_fd, probe_id | TRACK_CALL)
+            return bpfsys.perf_link(fd, perf_fd, word)
         finally:
             bpfsys.close(perf_fd)  # the link keeps the perf event
 
@@ -280,67 +316,31 @@ class KprobeBackend(FunctionBackend):
 
 class FentryBackend(FunctionBackend):
     """fentry/fexit: each function needs a program loaded for it, so the bytecode
-    bcc compiled once per skb position is loaded again per target BTF id. The
-    probe id comes from the function's address (bpf_get_func_ip -> func_ids):
-    fentry programs get BPF cookies only on recent kernels."""
+    bcc compiled once per shape is loaded again per target BTF id, with the probe
+    word patched in (no bpf_get_func_ip or cookie needed: works from 5.5)."""
 
     name = "ftrace"
-    prefix = "fe"
+    prefix = "ipft_fe"
+    macro = "IPFT_FENTRY"
 
     def __init__(self, candidates: list[Target], addresses: dict[str, int], btf_ids: dict[str, int]):
         super().__init__(candidates, addresses)
         self.btf_ids = btf_ids
 
-    def entry_points(self) -> str:
-        lines = []
-        for shape, t in sorted(self._shapes().items()):
-            reason = f"(u32)ctx[{t.reason_pos - 1}]" if t.reason_pos > 0 else "0"
-            # The skb is taken with bpf_get_func_arg(): read from ctx directly it would be
-            # a typed pointer to the verifier, which refuses the bit operations the
-            # compiler may turn `x ? skb : 0` into.
-            skb = f"u64 skb = 0; bpf_get_func_arg(ctx, {t.skb_pos - 1}, &skb);\n"
-            original = COPY_FUNCTIONS.get(t.name)
-            copied = (f"  u64 original = 0; bpf_get_func_arg(ctx, {original - 1}, &original);\n"
-                      f"  ipft_copied((void *)skb, (void *)original);\n" if original else "")
-            lines.append(f"int ipft_fe_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
-                         f"  {skb}{copied}  return probe == IPFT_NO_PROBE ? 0 : ipft_sample(ctx, "
-                         f"(void *)skb, probe, {reason}); }}\n")
-            # At exit the arguments are still readable: no need to remember the skb.
-            lines.append(f"int ipft_fx_{shape}(u64 *ctx)\n{{ u32 probe = ipft_func_probe(ctx);\n"
-                         f"  {skb}  return probe == IPFT_NO_PROBE ? 0 : ipft_sample_exit(ctx, "
-                         f"(void *)skb, probe & ~IPFT_TRACK_CALL); }}\n")
-        return "".join(lines)
-
-    def prepare(self, bpf) -> None:
-        """Function address -> probe id, for bpf_get_func_ip() (with and without an
-        IBT endbr64 in front: kernels report either)."""
-        table = bpf[b"func_ids"]
-        for probe_id, target in enumerate(self.candidates):
-            address = self.addresses.get(target.name)
-            if address:
-                for ip in (address, address + 4):
-                    table[ctypes.c_uint64(ip)] = ctypes.c_uint32(probe_id | TRACK_CALL)
-
     def _tracing(self, bpf, program: str, probe_id: int, attach_type: int) -> int:
-        insns = bpf.dump_func(program.encode())
-        btf_id = self.btf_ids[self.candidates[probe_id].name]
+        fd = _load_patched(bpf, program, bpfsys.PROG_TYPE_TRACING, probe_id | IPFT_TRACK_CALL,
+                           expected_attach_type=attach_type,
+                           attach_btf_id=self.btf_ids[self.candidates[probe_id].name])
         try:
-            fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, expected_attach_type=attach_type,
-                                  attach_btf_id=btf_id)
-        except bpfsys.BPFSyscallError:  # again with the verifier's log, to say why
-            fd = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, insns, expected_attach_type=attach_type,
-                                  attach_btf_id=btf_id, log=True)
-        try:
-            link = bpfsys.raw_tracepoint_open(fd, None)
+            return bpfsys.raw_tracepoint_open(fd, None)
         finally:
             bpfsys.close(fd)  # the link keeps the program alive
-        return link
 
     def _attach(self, bpf, probe_id: int) -> int:
         return self._tracing(bpf, self._entry_name(probe_id), probe_id, bpfsys.ATTACH_TRACE_FENTRY)
 
     def _attach_return(self, bpf, probe_id: int) -> int:
-        name = f"ipft_fx_{_shape(self.candidates[probe_id])}"
+        name = _program_name("ipft_fx", _shape(self.candidates[probe_id]))
         return self._tracing(bpf, name, probe_id, bpfsys.ATTACH_TRACE_FEXIT)
 
 
@@ -349,7 +349,7 @@ class KprobeMultiBackend(FunctionBackend):
     each function's BPF cookie. Changing the set re-creates the links (fast)."""
 
     name = "kprobe-multi"
-    prefix = "kp"
+    prefix = "ipft_kp"
 
     def __init__(self, candidates: list[Target], addresses: dict[str, int]):
         super().__init__(candidates, addresses)
@@ -358,7 +358,7 @@ class KprobeMultiBackend(FunctionBackend):
         self._graph = False
 
     def entry_points(self) -> str:
-        return kprobe_entry_points(self._shapes())
+        return super().entry_points() + "IPFT_KPROBE_RETURN()\n"
 
     @property
     def attached(self) -> set[int]:
@@ -410,7 +410,7 @@ class KprobeMultiBackend(FunctionBackend):
         fd = self._program(bpf, program)
         try:
             link = bpfsys.kprobe_multi_link(fd, [self.candidates[i].name for i in ids],
-                                            cookies=[i | TRACK_CALL for i in ids],
+                                            cookies=[i | IPFT_TRACK_CALL for i in ids],
                                             return_probe=return_probe)
         finally:
             bpfsys.close(fd)
@@ -430,7 +430,7 @@ def make_backend(name: str, kernel, capabilities):
         raise IpftError("no skb function of this kernel's BTF is both in /proc/kallsyms and "
                         "hookable (available_filter_functions)")
     if name == "kprobe":
-        return KprobeBackend(targets, found)
+        return KprobeBackend(targets, found, capabilities.kprobe_cookie)
     if name == "kprobe-multi":
         return KprobeMultiBackend(targets, found)
     if name == "ftrace":

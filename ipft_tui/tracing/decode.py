@@ -2,40 +2,37 @@
 
 The collector hands out RecordBatch objects: the ring buffer's records as
 tuples, decoded into Samples only by consumers that need them. Headless JSON
-formats records directly, which is what lets it keep up with about a million
-events per second.
+formats records directly (outputs/jsonlines.py), which is what lets it keep up
+with about a million events per second.
 """
 
 from __future__ import annotations
 
-import json
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from ..model import Meta, Sample
+from .event import IPFT_ETH_P_IP, IPFT_ETH_P_IPV6, META, EventLayout
 
 
 def _address(l3_proto: int, raw: bytes) -> str:
-    if l3_proto == 0x0800:
+    if l3_proto == IPFT_ETH_P_IP:
         return socket.inet_ntop(socket.AF_INET, raw[:4])
-    if l3_proto == 0x86DD:
+    if l3_proto == IPFT_ETH_P_IPV6:
         return socket.inet_ntop(socket.AF_INET6, raw)
     return ""
 
 
 @dataclass(frozen=True)
 class RecordLayout:
-    """How to read one program's records: probe names, drop reason names, optional parts.
-
-    A record is (length word, packet_id, timestamp, probe_id, processor_id, is_return,
-    drop_reason[, skb, journey end][, stack id][, meta fields ...][, 64 data bytes])."""
+    """How to read one program's records: probe names, drop reason names, and the
+    event's layout (which fields a record has, and where: `event.index`)."""
 
     names: list[str]
     reasons: dict[int, str] = field(default_factory=dict)
-    meta: bool = False
-    module: bool = False
-    track_skb: bool = False
-    stacks: bool = False
+    event: EventLayout = EventLayout()
     # Stack id -> symbolized frames, filled in by the collector before it hands a
     # batch out (the stack map lives in its thread).
     stack_frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -46,11 +43,13 @@ class RecordLayout:
     @property
     def plain(self) -> bool:
         """Only the base fields: the fast paths apply."""
-        return not (self.meta or self.module or self.track_skb or self.stacks)
+        e = self.event
+        return not (e.meta or e.module or e.track_skb or e.stacks)
 
-    @property
-    def stack_index(self) -> int:
-        return 7 + 2 * self.track_skb
+    def fields(self, *names: str) -> Callable[[tuple], tuple]:
+        """A getter of these fields of a record (a tuple, in this order)."""
+        index = self.event.index
+        return itemgetter(*(index[name] for name in names))
 
     def stack(self, stack_word: int) -> tuple[str, ...] | None:
         """The frames of a record's stack word: 0 none asked for, id + 1, or -errno."""
@@ -80,35 +79,38 @@ class RecordBatch:
         return self._samples
 
 
-_new = tuple.__new__  # builds a Sample without NamedTuple.__new__'s argument handling
+BASE = ("packet_id", "timestamp", "processor_id", "probe_id", "is_return", "drop_reason")
 
 
 def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
-    names, reason_name = layout.names, layout.reason_name
+    names, reason_name, event = layout.names, layout.reason_name, layout.event
+    base = layout.fields(*BASE)
     if layout.plain:
-        return [_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
-                              reason_name(reason) if reason else None, None, None, 0, None, None))
-                for _len, pid, ts, probe, cpu, ret, reason in records]
-    out = []
+        return [Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
+                       is_return=ret != 0, drop_reason=reason_name(reason) if reason else None)
+                for pid, ts, cpu, probe, ret, reason in map(base, records)]
+    index = event.index
+    skb_at, end_at = index.get("skb"), index.get("journey_end")
+    stack_at, data_at = index.get("stack_id"), index.get("data")
+    meta_get = layout.fields(*(f.name for f in META if not f.name.startswith("_"))) if event.meta else None
     metas = _META_CACHE
-    track, stacks, stack_at = layout.track_skb, layout.stacks, layout.stack_index
-    meta_at = stack_at + stacks
+    out = []
     for record in records:
-        _len, pid, ts, probe, cpu, ret, reason = record[:7]
+        pid, ts, cpu, probe, ret, reason = base(record)
         meta = None
-        if layout.meta:
-            raw = record[meta_at:meta_at + 11]
+        if meta_get:
+            raw = meta_get(record)
             meta = metas.get(raw)
             if meta is None:  # most samples repeat a flow/device already seen
                 if len(metas) > 50_000:
                     metas.clear()
                 meta = metas[raw] = _meta(raw)
-        out.append(_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
-                                 reason_name(reason) if reason else None, meta,
-                                 record[-1] if layout.module else None,
-                                 record[7] if track else 0,
-                                 layout.stack(record[stack_at]) if stacks else None,
-                                 (record[8] != 0 if record[7] else None) if track else None)))
+        skb = record[skb_at] if skb_at else 0
+        out.append(Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
+                          is_return=ret != 0, drop_reason=reason_name(reason) if reason else None,
+                          meta=meta, data=record[data_at] if data_at else None, skb=skb,
+                          stack=layout.stack(record[stack_at]) if stack_at else None,
+                          journey_end=record[end_at] != 0 if skb else None))
     return out
 
 
@@ -117,26 +119,7 @@ _META_CACHE: dict[tuple, Meta] = {}
 
 def _meta(raw: tuple) -> Meta:
     ifindex, netns, length, l3, l4, icmp, saddr, daddr, sport, dport, ifname = raw
-    return Meta(ifindex, ifname.split(b"\0", 1)[0].decode(errors="replace"), netns, length, l3,
-                l4, _address(l3, saddr), _address(l3, daddr), sport, dport, icmp)
-
-
-def json_lines(batch: RecordBatch) -> str | None:
-    """ipftrace2's JSON lines straight from records, without building Samples.
-
-    None when the batch needs the full path (meta or extension data)."""
-    layout = batch.layout
-    if not layout.plain:
-        return None
-    quoted = [json.dumps(n) for n in layout.names]
-    plain = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s}\n'
-    lines = []
-    for _len, pid, ts, probe, cpu, ret, reason in batch.records:
-        if reason:
-            lines.append('{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,'
-                         '"is_return":%s,"drop_reason":%s}\n'
-                         % (pid, ts, cpu, quoted[probe], "true" if ret else "false",
-                            json.dumps(layout.reason_name(reason))))
-        else:
-            lines.append(plain % (pid, ts, cpu, quoted[probe], "true" if ret else "false"))
-    return "".join(lines)
+    return Meta(ifindex=ifindex, ifname=ifname.split(b"\0", 1)[0].decode(errors="replace"),
+                netns=netns, length=length, l3_proto=l3, l4_proto=l4,
+                saddr=_address(l3, saddr), daddr=_address(l3, daddr), sport=sport, dport=dport,
+                icmp_type=icmp)

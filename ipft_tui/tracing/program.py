@@ -11,23 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IpftError
-
-# struct ipft_event in bpf/ipft.bpf.c: packet_id, timestamp, probe_id, processor_id,
-# is_return, drop_reason; then the skb and journey end (IPFT_TRACK_SKB), the stack id (IPFT_STACKS),
-# struct ipft_meta (IPFT_WITH_META), and 64 bytes (IPFT_MODULE).
-BASE_FORMAT = "QQIIB3xI"
-SKB_FORMAT = "QI4x"
-STACK_FORMAT = "i4x"
-META_FORMAT = "IIIHBB16s16sHH16s4x"
-MODULE_FORMAT = "64s"
-RESCUE_PAGES = 256  # the second ring buffer, for samples the first refused (1 MiB)
-
-
-def event_format(meta: bool = False, module: bool = False, track_skb: bool = False,
-                 stacks: bool = False) -> str:
-    return (BASE_FORMAT + (SKB_FORMAT if track_skb else "") + (STACK_FORMAT if stacks else "")
-            + (META_FORMAT if meta else "") + (MODULE_FORMAT if module else ""))
-
+from .event import EventLayout, c_header
 
 def bpf_dir() -> Path:
     """bpf/ next to the package in a checkout, or inside it when installed."""
@@ -53,16 +37,22 @@ class ProgramSpec:
     filter_source: str = ""  # the pcap-filter expression as C (ipft_tui/pcapfilter.py)
 
     def _parts(self) -> list[tuple[str, str]]:
-        parts = [("layout", self.layout_header), ("bpf/ipft.bpf.c", (bpf_dir() / "ipft.bpf.c").read_text())]
+        parts = [("layout", self.layout_header), ("event", c_header(self.event_layout())),
+                 ("bpf/ipft.bpf.c", (bpf_dir() / "ipft.bpf.c").read_text())]
         if self.filter_source:
             parts.append(("pcap-filter expression", self.filter_source))
         if self.module_source is not None:
             parts.append((self.module_label, self.module_source))
+        parts.append(("bpf/entry_points.h", (bpf_dir() / "entry_points.h").read_text()))
         parts.append(("entry points", self.entry_points))
         return parts
 
     def source(self) -> str:
         return "\n".join(text for _label, text in self._parts())
+
+    def dump(self, title: str) -> str:
+        """The whole program as bcc gets it, its cflags in a comment on top (--dump-bpf)."""
+        return f"/* {title}\n * cflags: {' '.join(self.cflags())}\n */\n{self.source()}"
 
     def locate(self, line: int) -> tuple[str, int]:
         """Which part (and line in it) a line of source() comes from."""
@@ -74,13 +64,12 @@ class ProgramSpec:
             start += count
         return "main.c", line
 
-    def event_format(self) -> str:
-        return event_format(self.meta, self.module_source is not None, self.track_skb,
-                            self.stacks)
+    def event_layout(self) -> EventLayout:
+        return EventLayout(track_skb=self.track_skb, stacks=self.stacks, meta=self.meta,
+                           module=self.module_source is not None)
 
     def cflags(self) -> list[str]:
         flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}",
-                 f"-DIPFT_RESCUE_PAGES={RESCUE_PAGES}",
                  # clang's messages only, never the source lines they point at: an
                  # extension could #include any file root can read.
                  "-fno-caret-diagnostics"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import mmap
 import struct
 
+from .event import RECORD_HEADER, EventLayout
+
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 DISCARD_FLAG = DISCARD_BIT >> 24  # the same bit in the length word's top byte
-HEADER = 8  # u32 len (with BUSY/DISCARD bits) + u32 page offset
+HEADER = struct.calcsize("<" + RECORD_HEADER)  # u32 len (with BUSY/DISCARD bits) + u32 page offset
 
 
 def parse_records(chunk, record: struct.Struct) -> tuple[list[tuple], int]:
@@ -36,7 +38,7 @@ def parse_records(chunk, record: struct.Struct) -> tuple[list[tuple], int]:
 
 
 class RingBufReader:
-    def __init__(self, map_fd: int, size: int, event_format: str):
+    def __init__(self, map_fd: int, size: int, event: EventLayout):
         page = mmap.PAGESIZE
         if size & (size - 1) or size % page:
             raise ValueError("ring buffer size must be a power-of-two multiple of the page size")
@@ -48,12 +50,12 @@ class RingBufReader:
         self._producer = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
                                    offset=page)
         self._data = memoryview(self._producer)[page:]
-        event_size = struct.calcsize("<" + event_format)
+        event_size = event.size
         if event_size % 8:
             raise ValueError("event size must be a multiple of 8")
         self.event_size = event_size
         self._record_size = HEADER + event_size
-        self._record = struct.Struct("<I4x" + event_format)
+        self._record = struct.Struct(event.record_format)
         self._pos = struct.Struct("<Q")
 
     def read(self, limit: int = 1 << 16) -> list[tuple]:

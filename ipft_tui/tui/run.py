@@ -112,9 +112,9 @@ def _run(start: Startup, args, shutdown: Shutdown) -> None:
         shutdown.app = IpftApp(source, buffer, max_packets=max_packets, follow=False)
         shutdown.app.run()
         return
-    # Skbs are followed by default (`o` turns it off): a packet's mark is often cleared
-    # on its way (between namespaces), and its free would go unseen.
-    settings = replace(start.settings, track_skb=True)
+    # Skbs are followed by default (start-up; `o` turns it off): a packet's mark is often
+    # cleared on its way (between namespaces), and its free would go unseen.
+    settings = start.settings
     require_root()
     extension = extension_from_args(args)
     if extension is not None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run a command as root inside QEMU-emulated Debian kernels (the kernel matrix).
 
-    .venv/bin/python tests/vm/run_matrix.py [--kernel 6.1|6.12|all] -- <command>
+    .venv/bin/python tests/vm/run_matrix.py [--kernel 5.10|6.1|6.12|sid|all] -- <command>
     .venv/bin/python tests/vm/run_matrix.py --smoke        # built-in bcc check
 
 For each kernel: `scripts/vm_kernels.sh` makes sure the tools and the unpacked
@@ -12,7 +12,7 @@ overlays), the unpacked kernel's /lib/modules/<release> with `build`/`source`
 links to its merged headers tree, so bcc compiles as on a real install.
 
 Inside, the command runs by `sh -c` in the repository with:
-  IPFT_VM_KERNEL   the series (6.1, 6.12)       IPFT_VM_RELEASE  uname -r
+  IPFT_VM_KERNEL   the series (5.10 .. sid)     IPFT_VM_RELEASE  uname -r
   IPFT_VM_HEADERS  the merged headers tree      IPFT_VM_PYTHON   this repo's venv python
   IPFT_VM_OUT      a host-shared read-write directory (kept when --out is given).
 With --bcc-kernel-source, BCC_KERNEL_SOURCE is also set to the headers tree.
@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KERNELS = ("6.1", "6.12")
+KERNELS = ("5.10", "6.1", "6.12", "sid")  # sid: the newest Debian kernel (7.x)
 DEFAULT_CACHE = "/var/cache/ipft-tui/vm-kernels"
 MARK_START = "@@ipft-vm-start@@"
 MARK_END = "@@ipft-vm-end@@"
