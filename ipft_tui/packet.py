@@ -14,17 +14,11 @@ from typing import NamedTuple
 
 import dpkt
 
+from .model import Capture
+
 L2 = "l2"  # bytes start at the MAC header
 L3 = "l3"  # bytes start at the network header (no MAC header set)
 OFFSETS = (L2, L3)
-
-
-class Capture(NamedTuple):
-    """The first bytes of an skb's linear data at one sample."""
-
-    data: bytes
-    offset: str  # L2 or L3
-    length: int  # skb->len at that sample (the whole packet, not just what was copied)
 
 
 class Field(NamedTuple):

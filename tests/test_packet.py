@@ -168,3 +168,38 @@ def test_changes_length_only():
     frame = eth(MAC_B, MAC_A, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2, b"abc")))
     assert [c.text() for c in changes(cap(frame, length=1000), cap(frame, length=980))] == [
         "skb len: 1000 -> 980"]
+
+
+def test_json_carries_packet_bytes_and_replay_decodes_them():
+    from ipft_tui.model import Sample
+    from ipft_tui.outputs import jsonlines
+
+    frame = eth(MAC_B, MAC_A, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 53, b"abc")))
+    sample = Sample(0xFFFF1, 5, 1, "ip_rcv", capture=Capture(frame, L2, 1500))
+    line = jsonlines.format_sample(sample)
+    assert f'"packet":"{frame.hex()}","packet_offset":"l2","packet_len":1500' in line
+    back = jsonlines.parse_line(line)
+    assert back == sample and back.fields is None
+    assert fields(decode(back.capture)[2])["dport"] == "53"
+    bad = line.replace('"l2"', '"l4"')
+    import pytest
+    with pytest.raises(ValueError, match="packet_offset"):
+        jsonlines.parse_line(bad)
+    with pytest.raises(ValueError):
+        jsonlines.parse_line(line.replace(frame.hex(), "zz"))
+
+
+def test_store_keeps_bytes_and_shares_unchanged_ones():
+    from ipft_tui.model import PacketStore, Sample
+
+    frame = eth(MAC_B, MAC_A, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 53, b"abc")))
+    nat = eth(MAC_B, MAC_A, 0x0800, ipv4("10.0.0.1", "10.0.0.9", 17, udp(1, 53, b"abc")))
+    store = PacketStore()
+    store.add([Sample(7, 1, 0, "a", capture=Capture(frame, L2, 45)),
+               Sample(7, 2, 0, "b", capture=Capture(bytes(frame), L2, 45)),
+               Sample(7, 3, 0, "c"),
+               Sample(7, 4, 0, "d", capture=Capture(nat, L2, 45))])
+    [packet] = store.packets.values()
+    got = [s.capture for s in packet.samples]
+    assert got[0] == got[1] and got[0] is got[1]  # one copy kept for equal bytes
+    assert got[2] is None and got[3].data == nat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..model import Meta, Sample, packet_id_text
+from ..model import Capture, Meta, Sample, packet_id_text
 from ..tracing.decode import json_lines
 
 
@@ -26,6 +26,9 @@ def format_sample(sample: Sample, with_tuple: bool = False) -> str:
             line += ',"journey_end":true'
     if sample.stack is not None:
         line += f',"stack":{json.dumps(list(sample.stack), separators=(",", ":"))}'
+    if sample.capture is not None:
+        c = sample.capture
+        line += f',"packet":"{c.data.hex()}","packet_offset":"{c.offset}","packet_len":{c.length}'
     if sample.fields:
         # Script fields are strings in ipftrace2's JSON, whatever their Lua type.
         line += "".join(f",{json.dumps(k)}:{json.dumps(str(v))}" for k, v in sample.fields.items())
@@ -53,6 +56,7 @@ def parse_line(line: str) -> Sample:
             if not isinstance(stack, list):
                 raise ValueError("stack is not a list")
             stack = tuple(str(frame) for frame in stack)
+        capture = _capture_from(obj) if "packet" in obj else None
     except KeyError as exc:
         raise ValueError(f"missing key {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -60,7 +64,15 @@ def parse_line(line: str) -> Sample:
     fields = {str(k): v if isinstance(v, (str, int)) else json.dumps(v) for k, v in obj.items()}
     return Sample(packet, timestamp, cpu, function, is_return, fields or None,
                   str(drop_reason) if drop_reason is not None else None, meta, None, skb, stack,
-                  journey_end)
+                  journey_end, capture)
+
+
+def _capture_from(obj: dict) -> Capture:
+    data = bytes.fromhex(str(obj.pop("packet")))
+    offset = obj.pop("packet_offset", "l2")
+    if offset not in ("l2", "l3"):
+        raise ValueError(f"packet_offset {offset!r} is neither l2 nor l3")
+    return Capture(data, offset, int(obj.pop("packet_len", len(data))))
 
 
 _META_KEYS = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "saddr", "daddr",

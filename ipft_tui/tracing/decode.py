@@ -87,7 +87,7 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     names, reason_name = layout.names, layout.reason_name
     if layout.plain:
         return [_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
-                              reason_name(reason) if reason else None, None, None, 0, None, None))
+                              reason_name(reason) if reason else None, None, None, 0, None, None, None))
                 for _len, pid, ts, probe, cpu, ret, reason in records]
     out = []
     metas = _META_CACHE
@@ -108,7 +108,7 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
                                  record[-1] if layout.module else None,
                                  record[7] if track else 0,
                                  layout.stack(record[stack_at]) if stacks else None,
-                                 (record[8] != 0 if record[7] else None) if track else None)))
+                                 (record[8] != 0 if record[7] else None) if track else None, None)))
     return out
 
 
