@@ -90,9 +90,12 @@ def _inner_ethernet(buf: bytes):
 
 def _inner_ip(buf: bytes):
     try:
-        if buf and buf[0] >> 4 == 6:
+        version = buf[0] >> 4 if buf else 0
+        if version == 6:
             return dpkt.ip6.IP6(buf)
-        return dpkt.ip.IP(buf)
+        if version == 4:
+            return dpkt.ip.IP(buf)
+        return buf  # not IP (or the network header not set yet): shown as data
     except (dpkt.UnpackError, struct.error):
         return buf
 

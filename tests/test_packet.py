@@ -203,3 +203,8 @@ def test_store_keeps_bytes_and_shares_unchanged_ones():
     got = [s.capture for s in packet.samples]
     assert got[0] == got[1] and got[0] is got[1]  # one copy kept for equal bytes
     assert got[2] is None and got[3].data == nat
+
+
+def test_l3_bytes_that_are_not_ip_are_data():
+    layers = decode(cap(tcp(1, 2, 3, 4, 0x10, 5), L3))  # a TCP header where IP was expected
+    assert [layer.name for layer in layers] == ["Data"]

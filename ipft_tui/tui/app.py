@@ -56,6 +56,9 @@ class IpftApp(App):
         Binding("F", "toggle_follow", "Follow"),
         Binding("p", "toggle_pause", "Pause"),
         Binding("x", "clear", "Clear"),
+        Binding("w", "write_pcap", "Write pcap"),
+        Binding("W", "write_pcap(True)", "Write pcap (list)", show=False),
+        Binding("H", "toggle_hex", "Hex", show=False),
         Binding("e", "expand_all", "Expand", show=False),
         Binding("c", "collapse_all", "Collapse", show=False),
         Binding("g", "first", "First", show=False),
@@ -235,7 +238,34 @@ class IpftApp(App):
         self.journey.focus()
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        self.detail.show(event.node.data, self.store.origin or 0)
+        self._detail_data = event.node.data
+        self.detail.show(event.node.data, self.store.origin or 0, self.journey.packet)
+
+    def action_toggle_hex(self) -> None:
+        """The packet's bytes in the detail pane: decoded headers or hex/ASCII."""
+        self.detail.hex_view = not self.detail.hex_view
+        self.detail.show(getattr(self, "_detail_data", None), self.store.origin or 0,
+                         self.journey.packet)
+
+    def action_write_pcap(self, listed: bool = False) -> None:
+        """The selected journey (W: every packet in the list) as pcapng in the current directory."""
+        from .packet_view import write_pcap  # noqa: PLC0415
+        if listed:
+            packets = [p for p in self.store.packets.values() if self._visible(p)]
+        else:
+            packets = [self.journey.packet] if self.journey.packet is not None else []
+        if not packets:
+            self.notify("no packet selected", severity="warning")
+            return
+        try:
+            path, written = write_pcap(packets)
+        except IpftError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        if written:
+            self.notify(f"wrote {written} packets to {path}")
+        else:
+            self.notify(f"{path}: no sample has packet bytes (capture is off)", severity="warning")
 
     # -- actions -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from ..calltree import CallNode, build_call_tree
 from ..collector import Status
 from ..model import Meta, Packet, Sample, flow_text, is_clone, is_drop, packet_id_text
 from .packet_list import fields_text
+from .packet_view import change_mark, packet_text, previous_capture
 
 def where_text(meta: Meta | None) -> str:
     return f"{meta.ifname or '-'} ns:{meta.netns}" if meta is not None else ""
@@ -93,8 +94,13 @@ class JourneyTree(Tree):
             self._add_calls(self.root, roots)
         else:
             previous = None
+            captured = None  # the last bytes seen: the label marks where the packet changed
             for sample in samples:
-                self.root.add_leaf(sample_label(sample, self.origin, previous), data=sample)
+                label = sample_label(sample, self.origin, previous)
+                if sample.capture is not None:
+                    label.append_text(change_mark(captured, sample.capture))
+                    captured = sample.capture
+                self.root.add_leaf(label, data=sample)
                 previous = sample
         self.root.expand()
 
@@ -139,10 +145,12 @@ class DetailPane(VerticalScroll):
     """Every field of the selected sample (or call), raw values included; it scrolls
     (focus it with Tab) since a stack can be longer than the pane."""
 
+    hex_view = False  # the packet's bytes as hex/ASCII instead of decoded headers
+
     def compose(self):
         yield Static(Text("select a sample in the journey tree", style="dim"), id="detail")
 
-    def show(self, data, origin: int) -> None:
+    def show(self, data, origin: int, packet: Packet | None = None) -> None:
         text = Text()
         samples = []
         if isinstance(data, Sample):
@@ -177,6 +185,7 @@ class DetailPane(VerticalScroll):
                 text.append("  stack\n", style="cyan")
                 for frame in sample.stack:
                     text.append(f"    {frame}\n")
+            text.append_text(packet_text(sample, previous_capture(packet, sample), self.hex_view))
         if not samples:
             text.append("select a sample in the journey tree", style="dim")
         self.query_one("#detail", Static).update(text)
