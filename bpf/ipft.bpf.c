@@ -12,6 +12,8 @@
  *   IPFT_PERF_BUFFER      use a perf buffer instead of the ring buffer
  *   IPFT_WITH_META        add device, namespace and packet headers to each event
  *   IPFT_MODULE           an extension's module() is compiled in; its 64 bytes travel along
+ *   IPFT_CAPTURE_BYTES    copy that many of the packet's first bytes into each event
+ *                         (IPFT_CAPTURE_ROOM: the same rounded up to 8, the array's size)
  *   IPFT_TRACK_SKB        follow a matched skb when its mark changes and into its clones
  *   IPFT_STACKS           kernel stack traces for the probes flagged in probe_flags
  *   IPFT_COUNT_ONLY       benchmark floor: count matching samples in a map, send nothing
@@ -42,6 +44,17 @@ struct ipft_meta {
     u32 _pad;
 };
 
+#ifdef IPFT_CAPTURE_BYTES
+/* The packet's first bytes at this probe, from the skb's linear data. */
+struct ipft_capture {
+    u32 len;          /* skb->len: the whole packet, linear and paged */
+    u16 captured;     /* bytes of data that are the packet's (0: none could be read) */
+    u8 from_mac;      /* 1: data starts at the MAC header; 0: at the network header */
+    u8 _pad;
+    u8 data[IPFT_CAPTURE_ROOM];
+};
+#endif
+
 /* Keep in sync with event_format() in ipft_tui/tracing/program.py. */
 struct ipft_event {
     u64 packet_id;     /* skb address */
@@ -62,6 +75,9 @@ struct ipft_event {
 #endif
 #ifdef IPFT_WITH_META
     struct ipft_meta meta;
+#endif
+#ifdef IPFT_CAPTURE_BYTES
+    struct ipft_capture capture;
 #endif
 #ifdef IPFT_MODULE
     u8 data[64];       /* filled by the extension's module() */
@@ -189,6 +205,46 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
 }
 #endif
 
+#ifdef IPFT_CAPTURE_BYTES
+/* Copy the packet's first bytes: from the MAC header when one is set in front of the
+ * network header (received frames, and sent ones once the device layer pushed it),
+ * else from the network header; never past the linear data's tail. */
+static __always_inline void ipft_capture(void *skb, struct ipft_capture *c)
+{
+    unsigned char *head = NULL;
+    u16 mac = 0xffff, nh = 0xffff;
+    u64 tail = 0, start, n;
+
+    bpf_probe_read_kernel(&c->len, 4, (char *)skb + IPFT_OFF_sk_buff_len);
+    bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    bpf_probe_read_kernel(&mac, 2, (char *)skb + IPFT_OFF_sk_buff_mac_header);
+    bpf_probe_read_kernel(&nh, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
+    /* skb->tail is an offset from head on 64-bit kernels, a pointer on 32-bit ones */
+    bpf_probe_read_kernel(&tail, IPFT_SIZE_sk_buff_tail, (char *)skb + IPFT_OFF_sk_buff_tail);
+    if (IPFT_SIZE_sk_buff_tail == 8)
+        tail -= (u64)head;
+    if (!head)
+        return;
+    if (mac != 0xffff && mac < nh) {
+        start = mac;
+        c->from_mac = 1;
+    } else if (nh != 0xffff) {
+        start = nh;
+    } else {
+        return;
+    }
+    if (tail <= start)
+        return;
+    n = tail - start;
+    if (n > IPFT_CAPTURE_BYTES)
+        n = IPFT_CAPTURE_BYTES;
+    /* Keep clang from reading the unbounded value again: the verifier needs the bound. */
+    asm volatile("" : "+r"(n));
+    if (bpf_probe_read_kernel(c->data, n, head + start) == 0)
+        c->captured = n;
+}
+#endif
+
 static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
 {
     u32 mark = 0;
@@ -213,6 +269,9 @@ static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 pack
 #endif
 #ifdef IPFT_WITH_META
     ipft_read_meta(skb, &ev->meta);
+#endif
+#ifdef IPFT_CAPTURE_BYTES
+    ipft_capture(skb, &ev->capture);
 #endif
 }
 

@@ -8,8 +8,8 @@ import sys
 
 from . import __version__
 from .errors import IpftError
-from .settings import (BACKEND_CHOICES, TRACERS, TraceSettings, compile_regex, parse_mark,
-                       parse_mask, parse_positive)
+from .settings import (BACKEND_CHOICES, TRACERS, TraceSettings, compile_regex, parse_capture_bytes,
+                       parse_mark, parse_mask, parse_positive)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack-trace", metavar="REGEX",
                    help="record the kernel stack of the samples of the functions/tracepoints "
                         "matching REGEX (JSON \"stack\", indented lines in aggregate)")
+    p.add_argument("--capture-bytes", metavar="N",
+                   help="copy the first N bytes of the packet at each sample (from the MAC header "
+                        "when set, else the network header; JSON \"packet\"); default 128 in "
+                        "the TUI and with --write-pcap, else 0 (off)")
+    p.add_argument("--write-pcap", metavar="FILE",
+                   help="also write every sample with packet bytes to FILE as pcapng (new file, "
+                        "mode 0600), with the function, packet id, CPU and drop reason as "
+                        "packet comments")
     p.add_argument("--split-on-free", action="store_true",
                    help="-o aggregate: end a journey where its skb is freed (the kernel reuses "
                         "skb addresses); default: group by address like ipftrace2")
@@ -89,6 +97,12 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         raise IpftError("-m/--mark is required with -o (e.g. -m 0xdeadbeef)")
     compile_regex(args.regex)
     compile_regex(args.stack_trace)
+    capture = getattr(args, "capture_bytes", None)
+    if capture is None:  # the TUI shows packets; headless only when asked (--write-pcap)
+        capture = "128" if not args.output or getattr(args, "write_pcap", None) else "0"
+    capture_bytes = parse_capture_bytes(capture)
+    if getattr(args, "write_pcap", None) and not capture_bytes:
+        raise IpftError("--write-pcap needs packet bytes: drop --capture-bytes 0")
     pages = parse_positive(args.ringbuf_pages, "--ringbuf-pages")
     if pages & (pages - 1):
         raise IpftError(f"--ringbuf-pages must be a power of two, got {pages}")
@@ -103,7 +117,9 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         perf_sample_period=parse_positive(args.perf_sample_period, "--perf-sample-period"),
         perf_wakeup_events=parse_positive(args.perf_wakeup_events, "--perf-wakeup-events"),
         ringbuf_pages=pages,
-        meta=bool(getattr(args, "output_tuple", False)),
+        # Devices and namespaces name the pcapng interfaces.
+        meta=bool(getattr(args, "output_tuple", False) or getattr(args, "write_pcap", None)),
+        capture_bytes=capture_bytes,
         track_skb=args.track_skb,
         stack_regex=args.stack_trace or None,
     )

@@ -197,11 +197,12 @@ class Collector:
                            module_label=s.module_label,
                            track_skb=s.track_skb or s.live_switches,
                            stacks=s.stack_regex is not None or s.live_switches,
+                           capture_bytes=s.capture_bytes,
                            defines={"IPFT_COUNT_ONLY": 1} if s.count_only else {})
         self._event = struct.Struct("<I4x" + spec.event_format())  # as the ring buffer holds it
         self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons,
                                     spec.meta, spec.module_source is not None,
-                                    spec.track_skb, spec.stacks)
+                                    spec.track_skb, spec.stacks, bool(spec.capture_bytes))
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
         self._write_config(graph=False)  # calls are tracked once return probes are in place

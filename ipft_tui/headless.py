@@ -151,9 +151,17 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
                                  with_fields=extension is not None,
                                  split_on_free=args.split_on_free, drops_only=args.drops_only)
     decorate = extension.decorate if extension is not None else None
+    pcap = None
+    if getattr(args, "write_pcap", None):
+        from .outputs.pcapng import PcapngWriter, create_private  # noqa: PLC0415
+        pcap = PcapngWriter(create_private(args.write_pcap))  # fails before anything is attached
 
     def consume() -> None:
         batches = buffer.drain_batches()
+        if pcap is not None:
+            for batch in batches:
+                pcap.write(batch.samples())
+            pcap.flush()
         if isinstance(output, JsonOutput):
             output.write_batches(batches, decorate)
             return
@@ -213,6 +221,10 @@ def _trace(settings: TraceSettings, args, probe_port: int, kernel, extension) ->
     if isinstance(output, AggregateOutput):
         err("\n")
     output.finish()
+    if pcap is not None:
+        pcap.close()
+        if args.verbose:
+            err(f"Wrote {pcap.packets} packets to {args.write_pcap}\n")
     lost = collector.status.lost
     if lost:
         err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")

@@ -12,7 +12,7 @@ import json
 import socket
 from dataclasses import dataclass, field
 
-from ..model import Meta, Sample
+from ..model import Capture, Meta, Sample
 
 
 def _address(l3_proto: int, raw: bytes) -> str:
@@ -28,7 +28,8 @@ class RecordLayout:
     """How to read one program's records: probe names, drop reason names, optional parts.
 
     A record is (length word, packet_id, timestamp, probe_id, processor_id, is_return,
-    drop_reason[, skb, journey end][, stack id][, meta fields ...][, 64 data bytes])."""
+    drop_reason[, skb, journey end][, stack id][, meta fields ...][, skb len, bytes captured,
+    from MAC header, bytes][, 64 data bytes])."""
 
     names: list[str]
     reasons: dict[int, str] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class RecordLayout:
     module: bool = False
     track_skb: bool = False
     stacks: bool = False
+    capture: bool = False  # packet bytes (IPFT_CAPTURE_BYTES)
     # Stack id -> symbolized frames, filled in by the collector before it hands a
     # batch out (the stack map lives in its thread).
     stack_frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -46,7 +48,7 @@ class RecordLayout:
     @property
     def plain(self) -> bool:
         """Only the base fields: the fast paths apply."""
-        return not (self.meta or self.module or self.track_skb or self.stacks)
+        return not (self.meta or self.module or self.track_skb or self.stacks or self.capture)
 
     @property
     def stack_index(self) -> int:
@@ -93,6 +95,7 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     metas = _META_CACHE
     track, stacks, stack_at = layout.track_skb, layout.stacks, layout.stack_index
     meta_at = stack_at + stacks
+    capture_at = meta_at + 11 * layout.meta
     for record in records:
         _len, pid, ts, probe, cpu, ret, reason = record[:7]
         meta = None
@@ -103,13 +106,21 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
                 if len(metas) > 50_000:
                     metas.clear()
                 meta = metas[raw] = _meta(raw)
+        capture = _capture(record, capture_at) if layout.capture else None
         out.append(_new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
                                  reason_name(reason) if reason else None, meta,
                                  record[-1] if layout.module else None,
                                  record[7] if track else 0,
                                  layout.stack(record[stack_at]) if stacks else None,
-                                 (record[8] != 0 if record[7] else None) if track else None, None)))
+                                 (record[8] != 0 if record[7] else None) if track else None, capture)))
     return out
+
+
+def _capture(record: tuple, at: int) -> Capture | None:
+    length, captured, from_mac, data = record[at:at + 4]
+    if not captured:
+        return None
+    return Capture(data[:captured], "l2" if from_mac else "l3", length)
 
 
 _META_CACHE: dict[tuple, Meta] = {}

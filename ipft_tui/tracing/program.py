@@ -14,19 +14,30 @@ from ..errors import IpftError
 
 # struct ipft_event in bpf/ipft.bpf.c: packet_id, timestamp, probe_id, processor_id,
 # is_return, drop_reason; then the skb and journey end (IPFT_TRACK_SKB), the stack id (IPFT_STACKS),
-# struct ipft_meta (IPFT_WITH_META), and 64 bytes (IPFT_MODULE).
+# struct ipft_meta (IPFT_WITH_META), struct ipft_capture (IPFT_CAPTURE_BYTES), and 64 bytes
+# (IPFT_MODULE).
 BASE_FORMAT = "QQIIB3xI"
 SKB_FORMAT = "QI4x"
 STACK_FORMAT = "i4x"
 META_FORMAT = "IIIHBB16s16sHH16s4x"
 MODULE_FORMAT = "64s"
+
+
+def capture_room(capture_bytes: int) -> int:
+    """struct ipft_capture's data array: the bytes asked for, rounded up to 8 (alignment)."""
+    return (capture_bytes + 7) // 8 * 8
+
+
+def capture_format(capture_bytes: int) -> str:
+    return f"IHBx{capture_room(capture_bytes)}s" if capture_bytes else ""
 RESCUE_PAGES = 256  # the second ring buffer, for samples the first refused (1 MiB)
 
 
 def event_format(meta: bool = False, module: bool = False, track_skb: bool = False,
-                 stacks: bool = False) -> str:
+                 stacks: bool = False, capture_bytes: int = 0) -> str:
     return (BASE_FORMAT + (SKB_FORMAT if track_skb else "") + (STACK_FORMAT if stacks else "")
-            + (META_FORMAT if meta else "") + (MODULE_FORMAT if module else ""))
+            + (META_FORMAT if meta else "") + capture_format(capture_bytes)
+            + (MODULE_FORMAT if module else ""))
 
 
 def bpf_dir() -> Path:
@@ -47,6 +58,7 @@ class ProgramSpec:
     meta: bool = False
     track_skb: bool = False  # compile in skb following (switched on in the config map)
     stacks: bool = False  # compile in stack traces (asked for per probe in probe_flags)
+    capture_bytes: int = 0  # copy the packet's first bytes into each event (0: off)
     module_source: str | None = None  # an extension's C code defining module()
     module_label: str = "extension"  # where module_source came from, for error messages
     defines: dict[str, int] = field(default_factory=dict)
@@ -73,7 +85,7 @@ class ProgramSpec:
 
     def event_format(self) -> str:
         return event_format(self.meta, self.module_source is not None, self.track_skb,
-                            self.stacks)
+                            self.stacks, self.capture_bytes)
 
     def cflags(self) -> list[str]:
         flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}",
@@ -88,6 +100,9 @@ class ProgramSpec:
             flags.append("-DIPFT_TRACK_SKB=1")
         if self.stacks:
             flags.append("-DIPFT_STACKS=1")
+        if self.capture_bytes:
+            flags += [f"-DIPFT_CAPTURE_BYTES={self.capture_bytes}",
+                      f"-DIPFT_CAPTURE_ROOM={capture_room(self.capture_bytes)}"]
         flags += [f"-D{k}={v}" for k, v in self.defines.items()]
         # Headers of another kernel version can redefine a few macros bcc also sets.
         flags.append("-Wno-macro-redefined")

@@ -34,7 +34,7 @@ def run_tui(args) -> int:
     kernel = kernel_or_error()
     with ExitStack() as stack:
         source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel,
-                            extension=extension)
+                            extension=extension, pcap_path=args.write_pcap)
         stack.callback(source.stop)  # detach on every exit path, exceptions included
         if args.demo:
             from ..demo import DemoTraffic  # noqa: PLC0415

@@ -23,13 +23,17 @@ class LiveSource:
     live = True
 
     def __init__(self, settings: TraceSettings, buffer: SampleBuffer, record_path: str | None = None,
-                 kernel=None, extension=None):
+                 kernel=None, extension=None, pcap_path: str | None = None):
         self.settings = settings
         self.extension = extension  # decodes samples' extension data into fields
         self.buffer = buffer
         self.kernel = kernel
         # Recordings keep device, namespace and flow fields, so a replay shows them too.
         self._record = JsonOutput(open(record_path, "w"), with_tuple=True) if record_path else None  # noqa: SIM115
+        self._pcap = None
+        if pcap_path:  # --write-pcap: every sample with packet bytes, as it comes
+            from ..outputs.pcapng import PcapngWriter, create_private  # noqa: PLC0415
+            self._pcap = PcapngWriter(create_private(pcap_path))
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
@@ -37,6 +41,9 @@ class LiveSource:
     def _sink(self, batch) -> None:
         if self._record:
             self._record.write_batches([batch])
+        if self._pcap:
+            self._pcap.write(batch.samples())
+            self._pcap.flush()
         self.buffer.put(batch)
 
     def _notice(self, text: str) -> None:
@@ -151,6 +158,9 @@ class LiveSource:
         if self._record:
             self._record.stream.close()
             self._record = None
+        if self._pcap:
+            self._pcap.close()
+            self._pcap = None
 
 
 class ReplaySource:
