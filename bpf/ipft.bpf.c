@@ -47,10 +47,12 @@ struct ipft_meta {
 #ifdef IPFT_CAPTURE_BYTES
 /* The packet's first bytes at this probe, from the skb's linear data. */
 struct ipft_capture {
-    u32 len;          /* skb->len: the whole packet, linear and paged */
+    u32 len;          /* skb->len: from skb->data to the end, linear and paged */
+    s16 data_delta;   /* skb->data minus where the copy starts: len + this = the length
+                         of the packet from its first copied byte */
     u16 captured;     /* bytes of data that are the packet's (0: none could be read) */
     u8 from_mac;      /* 1: data starts at the MAC header; 0: at the network header */
-    u8 _pad;
+    u8 _pad[7];
     u8 data[IPFT_CAPTURE_ROOM];
 };
 #endif
@@ -211,12 +213,13 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
  * else from the network header; never past the linear data's tail. */
 static __always_inline void ipft_capture(void *skb, struct ipft_capture *c)
 {
-    unsigned char *head = NULL;
+    unsigned char *head = NULL, *data = NULL;
     u16 mac = 0xffff, nh = 0xffff;
     u64 tail = 0, start, n;
 
     bpf_probe_read_kernel(&c->len, 4, (char *)skb + IPFT_OFF_sk_buff_len);
     bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    bpf_probe_read_kernel(&data, 8, (char *)skb + IPFT_OFF_sk_buff_data);
     bpf_probe_read_kernel(&mac, 2, (char *)skb + IPFT_OFF_sk_buff_mac_header);
     bpf_probe_read_kernel(&nh, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
     /* skb->tail is an offset from head on 64-bit kernels, a pointer on 32-bit ones */
@@ -235,6 +238,7 @@ static __always_inline void ipft_capture(void *skb, struct ipft_capture *c)
     }
     if (tail <= start)
         return;
+    c->data_delta = (s16)((data - head) - (s64)start);
     n = tail - start;
     if (n > IPFT_CAPTURE_BYTES)
         n = IPFT_CAPTURE_BYTES;

@@ -48,7 +48,7 @@ class Capture(NamedTuple):
 
     data: bytes
     offset: str  # "l2": from the MAC header; "l3": from the network header (no MAC header)
-    length: int  # skb->len then: the whole packet, not just what was copied
+    length: int  # the packet's length from its first copied byte (skb->len counts from skb->data)
 
 
 class Sample(NamedTuple):

@@ -342,15 +342,15 @@ def layer_map(layers: list[Layer]) -> dict[str, dict[str, str]]:
 
 def changes(before: Capture | None, after: Capture | None) -> list[Change]:
     """What differs in `after` from `before`: header fields (NAT, TTL, lengths, checksums),
-    layers added/removed (encapsulation), the link header appearing or going, skb length.
+    layers added/removed (encapsulation), the link header appearing or going, the length.
     Empty when either has no bytes, or when the bytes are equal."""
     if before is None or after is None:
         return []
     if before.data == after.data and before.offset == after.offset and before.length == after.length:
         return []
     out: list[Change] = []
-    if before.length != after.length:
-        out.append(Change("", "skb len", str(before.length), str(after.length)))
+    if before.length != after.length and before.offset == after.offset:  # else: the MAC header
+        out.append(Change("", "length", str(before.length), str(after.length)))
     old, new = layer_map(decode(before)), layer_map(decode(after))
     # A layer came or went (encapsulation); the link header appearing is said once below.
     same_link = before.offset == after.offset

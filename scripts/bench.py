@@ -294,6 +294,8 @@ CONFIGS = {
     "none": ("untraced", run_none),
     "floor": ("BPF filter only, counted in a map", run_floor),
     "json": ("ipft-tui -o json > /dev/null", lambda w: run_headless(w, "-o", "json")),
+    "capture": ("ipft-tui -o json --capture-bytes 128 > /dev/null",
+                lambda w: run_headless(w, "-o", "json", "--capture-bytes", "128")),
     "aggregate": ("ipft-tui -o aggregate", lambda w: run_headless(w, "-o", "aggregate")),
     "lua": ("ipft-tui -o json -s examples/gso.lua",
             lambda w: run_headless(w, "-o", "json", "-s", str(REPO / "examples/gso.lua"))),

@@ -33,7 +33,6 @@ def send(veth, code: str) -> None:
 
 def samples_of(tp) -> list[dict]:
     assert tp.stop() == 0, tp.stderr
-    import shutil; shutil.copy(tp.out_path, "/tmp/capture-last.jsonl")
     return [json.loads(line) for line in tp.stdout.splitlines()]
 
 
@@ -62,11 +61,14 @@ def test_udp_tcp_icmp_ipv4_and_ipv6_fields_equal_what_was_sent(veth, trace_proce
 
     udp = first(lambda s: s.get("dport") == 7001 and s["function"] == "netif_receive_skb")
     f = fields_of(udp)
-    assert udp.offset == "l2" and udp.length == 14 + 20 + 8 + 300
+    assert udp.offset == "l2" and udp.length == 14 + 20 + 8 + 300  # the frame, MAC header included
     assert len(udp.data) == 128  # linear data longer than asked: cut at 128
     assert (f["IPv4"]["src"], f["IPv4"]["dst"], f["IPv4"]["ttl"]) == (veth.a_addr, veth.b_addr, "64")
     assert (f["UDP"]["sport"], f["UDP"]["dport"], f["UDP"]["len"]) == ("40111", "7001", "308")
     assert udp.data.endswith(b"A" * 20)
+    # UDP pulled its header and freed the datagram: the length still counts the whole frame.
+    freed = first(lambda s: s.get("dport") == 7001 and s["function"] == "kfree_skb")
+    assert freed.length == udp.length and freed.offset == "l2"
 
     six = first(lambda s: s.get("dport") == 7002 and s["function"] == "netif_receive_skb")
     f = fields_of(six)

@@ -28,8 +28,8 @@ class RecordLayout:
     """How to read one program's records: probe names, drop reason names, optional parts.
 
     A record is (length word, packet_id, timestamp, probe_id, processor_id, is_return,
-    drop_reason[, skb, journey end][, stack id][, meta fields ...][, skb len, bytes captured,
-    from MAC header, bytes][, 64 data bytes])."""
+    drop_reason[, skb, journey end][, stack id][, meta fields ...][, skb len, data delta,
+    bytes captured, from MAC header, bytes][, 64 data bytes])."""
 
     names: list[str]
     reasons: dict[int, str] = field(default_factory=dict)
@@ -117,10 +117,11 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
 
 
 def _capture(record: tuple, at: int) -> Capture | None:
-    length, captured, from_mac, data = record[at:at + 4]
+    skb_len, data_delta, captured, from_mac, data = record[at:at + 5]
     if not captured:
         return None
-    return Capture(data[:captured], "l2" if from_mac else "l3", length)
+    # The packet's length from the first copied byte: skb->len counts from skb->data.
+    return Capture(data[:captured], "l2" if from_mac else "l3", max(skb_len + data_delta, captured))
 
 
 _META_CACHE: dict[tuple, Meta] = {}

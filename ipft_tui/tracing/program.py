@@ -29,7 +29,7 @@ def capture_room(capture_bytes: int) -> int:
 
 
 def capture_format(capture_bytes: int) -> str:
-    return f"IHBx{capture_room(capture_bytes)}s" if capture_bytes else ""
+    return f"IhHB7x{capture_room(capture_bytes)}s" if capture_bytes else ""
 RESCUE_PAGES = 256  # the second ring buffer, for samples the first refused (1 MiB)
 
 
