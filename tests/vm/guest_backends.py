@@ -17,6 +17,7 @@ from ipft_tui.collector import Collector
 from ipft_tui.kernel import Kernel
 from ipft_tui.model import group_by_packet
 from ipft_tui.netlab import VethPair
+from ipft_tui.packet import decode
 from ipft_tui.settings import TraceSettings
 
 KERNEL = os.environ.get("IPFT_VM_KERNEL", "")
@@ -90,7 +91,7 @@ def test_function_backend(kernel, backend):
         return
     got, notices = [], []
     collector = Collector(TraceSettings(mark=MARK, backend=backend, regex=REGEX.get(backend),
-                                        live_switches=True),
+                                        live_switches=True, capture_bytes=128),
                           lambda b: got.extend(b.samples()), on_notice=notices.append)
     started = time.monotonic()
     collector.start()
@@ -113,6 +114,12 @@ def test_function_backend(kernel, backend):
             assert any(in_order(j, "ip_rcv", "ip_local_deliver", "udp_rcv") for j in journeys), journeys[:3]
             drops = {s.drop_reason for s in got if s.drop_reason}
             assert "NO_SOCKET" in drops, drops
+            # Packet bytes (--capture-bytes): what was sent, decoded.
+            received = [s.capture for s in got if s.function == "ip_rcv" and s.capture]
+            assert received, "no bytes at ip_rcv"
+            layers = {layer.key: {f.key: f.value for f in layer.fields} for layer in decode(received[0])}
+            assert layers["IPv4"]["dst"] == pair.b_addr and layers["UDP"]["dport"] == "7777", layers
+            result["capture_ip_rcv"] = [received[0].offset, len(received[0].data), received[0].length]
 
             # function_graph, switched on live: return probes attach, calls nest.
             t = time.monotonic()
