@@ -114,11 +114,11 @@ def decode(capture: Capture) -> list[Layer]:
     while True:
         if isinstance(obj, (bytes, bytearray)):
             if obj:
-                layers.append(("Data", f"{len(obj)} bytes", (Field("len", "Length", str(len(obj))),)))
+                layers.append(("Data", f"Data ({len(obj)} bytes)", (Field("len", "Length", str(len(obj))),)))
             break
         described = _describe(obj)
         if described is None:
-            layers.append(("Data", f"{len(obj)} bytes (undecoded {type(obj).__name__})",
+            layers.append(("Data", f"Data ({len(bytes(obj))} bytes, undecoded {type(obj).__name__})",
                            (Field("len", "Length", str(len(bytes(obj)))),)))
             break
         name, summary, fields, inner = described

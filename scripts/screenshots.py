@@ -43,6 +43,8 @@ async def main() -> None:
         # A journey followed into a clone; Tab to the details, Page Down to its kernel stack.
         await shoot("follow-stack", replay_app("follow.jsonl"),
                     ["G", "enter", *["down"] * 8, "tab", "pagedown"]),
+        # Inside the packet: the sample after a DNAT rewrite, changed fields highlighted.
+        await shoot("packet", replay_app("capture.jsonl"), ["g", "enter", *["down"] * 8, "tab", "end"]),
     ]
     converter = shutil.which("rsvg-convert")
     for svg in shots:

@@ -208,3 +208,22 @@ def test_store_keeps_bytes_and_shares_unchanged_ones():
 def test_l3_bytes_that_are_not_ip_are_data():
     layers = decode(cap(tcp(1, 2, 3, 4, 0x10, 5), L3))  # a TCP header where IP was expected
     assert [layer.name for layer in layers] == ["Data"]
+
+
+def test_json_fast_path_with_packet_bytes_equals_the_sample_path():
+    from ipft_tui.outputs import jsonlines
+    from ipft_tui.tracing.decode import RecordBatch, RecordLayout, decode as decode_records, json_lines
+
+    frame = eth(MAC_B, MAC_A, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 53, b"abc")))
+    room = frame + b"\xee" * (128 - len(frame))  # bytes past `captured` are not the packet's
+    layout = RecordLayout(["netif_receive_skb", "kfree_skb"], {2: "NO_SOCKET"}, capture=True)
+    records = [(0, 0xAB, 10, 0, 1, 0, 0, len(frame) - 14, 14, len(frame), 1, room),
+               (0, 0xAB, 20, 1, 0, 0, 2, 20, 14, 30, 0, room[14:] + bytes(14)),
+               (0, 0xAB, 30, 1, 0, 0, 0, 0, 0, 0, 0, b"\0" * 128)]  # nothing could be read
+    fast = json_lines(RecordBatch(records, layout))
+    slow = "".join(jsonlines.format_sample(s) + "\n" for s in decode_records(records, layout))
+    assert fast == slow
+    first, second, third = (jsonlines.parse_line(line) for line in fast.splitlines())
+    assert first.capture == Capture(frame, L2, len(frame))
+    assert second.capture.offset == L3 and second.capture.length == 34 and second.drop_reason == "NO_SOCKET"
+    assert third.capture is None

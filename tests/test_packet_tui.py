@@ -47,7 +47,7 @@ async def test_tree_marks_changes_and_detail_highlights_them(tmp_path, monkeypat
         await pilot.press("g", "enter")
         tree = app.query_one(JourneyTree)
         lines = labels(tree)[1:]
-        assert [("Δ" in line) for line in lines] == [False, True, False, True, True]
+        assert [line.startswith("Δ") for line in lines] == [False, True, False, True, True]
         assert "IPv4.dst: 10.9.9.9 -> 10.0.1.2" in lines[3] and "UDP.dport: 80 -> 8080" in lines[3]
         assert "link header: l3 -> l2" in lines[1]
         await pilot.press("down", "down", "down", "down")  # the DNAT sample
@@ -70,3 +70,32 @@ async def test_tree_marks_changes_and_detail_highlights_them(tmp_path, monkeypat
         rows = [line.split("\t") for line in out.splitlines()]
         assert [r[0] for r in rows] == ["10.9.9.9", "10.9.9.9", "10.9.9.9", "10.0.1.2", "10.0.1.2"]
         assert rows[4][1] == "kfree_skb packet_id=0xab00 cpu=1 drop_reason=NO_SOCKET"
+
+
+def capture_app() -> IpftApp:
+    """A real trace (tests/data/capture.jsonl): a UDP datagram to port 53 of the other namespace,
+    DNATed to 5353 there (nobody listens: dropped, NO_SOCKET), then a ping."""
+    from tests.tui_support import replay_app
+    return replay_app("capture.jsonl")
+
+
+async def test_recorded_dnat_is_marked_at_the_first_sample_after_the_rewrite():
+    app = capture_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("g", "enter")
+        lines = labels(app.query_one(JourneyTree))[1:]
+        marked = [line.split()[3] for line in lines if line.startswith("Δ")]
+        assert marked == ["net_dev_queue", "icmp_send"]  # the MAC header pushed; the DNAT
+        assert "UDP.dport: 53 -> 5353" in lines[7]
+
+
+def test_decoded_detail_pane_snapshot(snap_compare):
+    async def to_the_nat(pilot):
+        await pilot.pause()
+        await pilot.press("g", "enter", *["down"] * 8, "tab")
+        await pilot.pause()
+        await pilot.press("end")  # the packet, below the sample's fields
+        await pilot.pause()
+
+    assert snap_compare(capture_app(), terminal_size=(150, 44), run_before=to_the_nat)

@@ -136,9 +136,12 @@ def _meta(raw: tuple) -> Meta:
 def json_lines(batch: RecordBatch) -> str | None:
     """ipftrace2's JSON lines straight from records, without building Samples.
 
-    None when the batch needs the full path (meta or extension data)."""
+    None when the batch needs the full path (meta, extension data, ...); packet bytes
+    alone are formatted here too."""
     layout = batch.layout
     if not layout.plain:
+        if layout.capture and not (layout.meta or layout.module or layout.track_skb or layout.stacks):
+            return _json_lines_with_packets(batch)
         return None
     quoted = [json.dumps(n) for n in layout.names]
     plain = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s}\n'
@@ -151,4 +154,24 @@ def json_lines(batch: RecordBatch) -> str | None:
                             json.dumps(layout.reason_name(reason))))
         else:
             lines.append(plain % (pid, ts, cpu, quoted[probe], "true" if ret else "false"))
+    return "".join(lines)
+
+
+def _json_lines_with_packets(batch: RecordBatch) -> str:
+    """json_lines() for records of the base fields plus packet bytes (see _capture())."""
+    layout = batch.layout
+    quoted = [json.dumps(n) for n in layout.names]
+    base = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s'
+    packet = ',"packet":"%s","packet_offset":"%s","packet_len":%d}\n'
+    lines = []
+    for _len, pid, ts, probe, cpu, ret, reason, skb_len, delta, captured, from_mac, data in batch.records:
+        line = base % (pid, ts, cpu, quoted[probe], "true" if ret else "false")
+        if reason:
+            line += ',"drop_reason":' + json.dumps(layout.reason_name(reason))
+        if captured:
+            line += packet % (data[:captured].hex(), "l2" if from_mac else "l3",
+                              max(skb_len + delta, captured))
+        else:
+            line += "}\n"
+        lines.append(line)
     return "".join(lines)

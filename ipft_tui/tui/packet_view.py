@@ -29,17 +29,17 @@ def previous_capture(packet: Packet | None, sample: Sample) -> Capture | None:
     return None
 
 
-def change_mark(before: Capture | None, after: Capture | None) -> Text:
-    """A short note for a journey tree label: what changed since the previous bytes."""
-    text = Text()
+def mark_changes(label: Text, before: Capture | None, after: Capture | None) -> Text:
+    """A journey tree label with a leading Δ where the packet changed since the previous
+    bytes (two blanks where not, to keep the column), and what changed at its end."""
     found = changes(before, after)
     if not found:
-        return text
+        return Text("  ") + label
     # Say the telling ones first: addresses/ports (NAT), layers (tunnels), then the rest.
     telling = [c for c in found if c.key in ("src", "dst", "sport", "dport") or not c.key]
     shown = (telling or found)[:3]
-    text.append("  Δ ", style=CHANGE_STYLE)
-    text.append(", ".join(c.text() for c in shown), style="yellow")
+    text = Text("Δ ", style=CHANGE_STYLE) + label
+    text.append("  " + ", ".join(c.text() for c in shown), style="yellow")
     if len(found) > len(shown):
         text.append(f" (+{len(found) - len(shown)})", style="dim yellow")
     return text

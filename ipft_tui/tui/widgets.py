@@ -12,7 +12,7 @@ from ..calltree import CallNode, build_call_tree
 from ..collector import Status
 from ..model import Meta, Packet, Sample, flow_text, is_clone, is_drop, packet_id_text
 from .packet_list import fields_text
-from .packet_view import change_mark, packet_text, previous_capture
+from .packet_view import mark_changes, packet_text, previous_capture
 
 def where_text(meta: Meta | None) -> str:
     return f"{meta.ifname or '-'} ns:{meta.netns}" if meta is not None else ""
@@ -98,7 +98,7 @@ class JourneyTree(Tree):
             for sample in samples:
                 label = sample_label(sample, self.origin, previous)
                 if sample.capture is not None:
-                    label.append_text(change_mark(captured, sample.capture))
+                    label = mark_changes(label, captured, sample.capture)
                     captured = sample.capture
                 self.root.add_leaf(label, data=sample)
                 previous = sample
