@@ -144,3 +144,18 @@ def test_vxlan_pair_shows_the_inner_packet(veth, trace_process, nothing_left_beh
     assert inner
     removed = [c.text() for c in changes(outer[-1], inner[0])]
     assert "VXLAN removed" in removed
+
+
+def test_plain_json_with_bytes_takes_the_fast_path(veth, trace_process, nothing_left_behind):
+    """Without tuple fields or skb following, lines are formatted straight from records."""
+    tp = trace_process("-m", hex(MARK), "-o", "json", "--capture-bytes", "64")
+    tp.wait_ready()
+    send(veth, f"s = marked(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))\n"
+               f"s.bind(('0.0.0.0', 40114)); s.sendto(b'C' * 100, ('{veth.b_addr}', 7004))\n")
+    time.sleep(0.3)
+    samples = captured(samples_of(tp))
+    sent = [c for s, c in samples if s["function"] == "net_dev_start_xmit"]
+    assert sent and all("ifname" not in s for s, _ in samples)
+    f = fields_of(sent[0])
+    assert (f["IPv4"]["dst"], f["UDP"]["sport"], f["UDP"]["dport"]) == (veth.b_addr, "40114", "7004")
+    assert len(sent[0].data) == 64 and sent[0].length == 14 + 20 + 8 + 100

@@ -34,11 +34,11 @@ def mark_changes(label: Text, before: Capture | None, after: Capture | None) -> 
     bytes (two blanks where not, to keep the column), and what changed at its end."""
     found = changes(before, after)
     if not found:
-        return Text("  ") + label
+        return Text.assemble("  ", label)
     # Say the telling ones first: addresses/ports (NAT), layers (tunnels), then the rest.
     telling = [c for c in found if c.key in ("src", "dst", "sport", "dport") or not c.key]
     shown = (telling or found)[:3]
-    text = Text("Δ ", style=CHANGE_STYLE) + label
+    text = Text.assemble(("Δ ", CHANGE_STYLE), label)
     text.append("  " + ", ".join(c.text() for c in shown), style="yellow")
     if len(found) > len(shown):
         text.append(f" (+{len(found) - len(shown)})", style="dim yellow")
