@@ -163,14 +163,18 @@ def _json_lines_with_packets(batch: RecordBatch) -> str:
     quoted = [json.dumps(n) for n in layout.names]
     base = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s'
     packet = ',"packet":"%s","packet_offset":"%s","packet_len":%d}\n'
+    # Most samples of a journey carry the bytes of the one before: hex them once.
+    hexes: dict[tuple[bytes, int], str] = {}
     lines = []
     for _len, pid, ts, probe, cpu, ret, reason, skb_len, delta, captured, from_mac, data in batch.records:
         line = base % (pid, ts, cpu, quoted[probe], "true" if ret else "false")
         if reason:
             line += ',"drop_reason":' + json.dumps(layout.reason_name(reason))
         if captured:
-            line += packet % (data[:captured].hex(), "l2" if from_mac else "l3",
-                              max(skb_len + delta, captured))
+            text = hexes.get((data, captured))
+            if text is None:
+                text = hexes[data, captured] = data[:captured].hex()
+            line += packet % (text, "l2" if from_mac else "l3", max(skb_len + delta, captured))
         else:
             line += "}\n"
         lines.append(line)
