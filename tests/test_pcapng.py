@@ -80,3 +80,21 @@ def test_create_private_refuses_existing_files_and_symlinks(tmp_path):
         with pytest.raises(IpftError):
             create_private(str(path))
     assert target.read_text() == "keep"
+
+
+def test_capture_options_defaults_and_refusals():
+    from ipft_tui.cli import build_parser, settings_from_args
+
+    def settings(*argv):
+        return settings_from_args(build_parser().parse_args(["-m", "1", *argv]), mark_required=False)
+
+    assert settings().capture_bytes == 128  # the TUI
+    assert settings("-o", "json").capture_bytes == 0  # headless: only when asked
+    assert settings("-o", "json", "--write-pcap", "x.pcapng").capture_bytes == 128
+    pcap = settings("-o", "json", "--write-pcap", "x.pcapng", "--capture-bytes", "60")
+    assert pcap.capture_bytes == 60 and pcap.meta  # devices name the interfaces
+    for bad, message in (("abc", "not a number"), ("-1", "between 0"), ("4096", "between 0")):
+        with pytest.raises(IpftError, match=message):
+            settings("-o", "json", "--capture-bytes", bad)
+    with pytest.raises(IpftError, match="needs packet bytes"):
+        settings("-o", "json", "--write-pcap", "x.pcapng", "--capture-bytes", "0")
