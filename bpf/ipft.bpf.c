@@ -208,24 +208,54 @@ static __always_inline void ipft_read_meta(void *skb, struct ipft_meta *m)
 #endif
 
 #ifdef IPFT_CAPTURE_BYTES
+/* skb->protocol up to skb->data: eight members read with one helper call where the kernel
+ * keeps them next to each other (the kernels we test; checked when compiling), else one
+ * by one. */
+struct ipft_skb_span {
+    u16 protocol, transport_header, network_header, mac_header;
+    u32 tail, end;     /* offsets from head on 64-bit kernels */
+    u64 head, data;
+};
+
+static __always_inline void ipft_read_span(void *skb, struct ipft_skb_span *h)
+{
+#if IPFT_OFF_sk_buff_transport_header == IPFT_OFF_sk_buff_protocol + 2 && \
+    IPFT_OFF_sk_buff_network_header == IPFT_OFF_sk_buff_protocol + 4 && \
+    IPFT_OFF_sk_buff_mac_header == IPFT_OFF_sk_buff_protocol + 6 && \
+    IPFT_OFF_sk_buff_tail == IPFT_OFF_sk_buff_protocol + 8 && IPFT_SIZE_sk_buff_tail == 4 && \
+    IPFT_OFF_sk_buff_end == IPFT_OFF_sk_buff_protocol + 12 && \
+    IPFT_OFF_sk_buff_head == IPFT_OFF_sk_buff_protocol + 16 && \
+    IPFT_OFF_sk_buff_data == IPFT_OFF_sk_buff_protocol + 24
+    bpf_probe_read_kernel(h, sizeof(*h), (char *)skb + IPFT_OFF_sk_buff_protocol);
+#else
+    u64 tail = 0;
+    bpf_probe_read_kernel(&h->mac_header, 2, (char *)skb + IPFT_OFF_sk_buff_mac_header);
+    bpf_probe_read_kernel(&h->network_header, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
+    bpf_probe_read_kernel(&tail, IPFT_SIZE_sk_buff_tail, (char *)skb + IPFT_OFF_sk_buff_tail);
+    bpf_probe_read_kernel(&h->head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    bpf_probe_read_kernel(&h->data, 8, (char *)skb + IPFT_OFF_sk_buff_data);
+    /* skb->tail is an offset from head on 64-bit kernels, a pointer on 32-bit ones */
+    h->tail = IPFT_SIZE_sk_buff_tail == 8 ? tail - h->head : tail;
+#endif
+}
+
 /* Copy the packet's first bytes: from the MAC header when one is set in front of the
  * network header (received frames, and sent ones once the device layer pushed it),
  * else from the network header; never past the linear data's tail. */
 static __always_inline void ipft_capture(void *skb, struct ipft_capture *c)
 {
-    unsigned char *head = NULL, *data = NULL;
-    u16 mac = 0xffff, nh = 0xffff;
-    u64 tail = 0, start, n;
+    struct ipft_skb_span h = {.network_header = 0xffff, .mac_header = 0xffff};
+    unsigned char *head, *data;
+    u16 mac, nh;
+    u64 tail, start, n;
 
     bpf_probe_read_kernel(&c->len, 4, (char *)skb + IPFT_OFF_sk_buff_len);
-    bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
-    bpf_probe_read_kernel(&data, 8, (char *)skb + IPFT_OFF_sk_buff_data);
-    bpf_probe_read_kernel(&mac, 2, (char *)skb + IPFT_OFF_sk_buff_mac_header);
-    bpf_probe_read_kernel(&nh, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
-    /* skb->tail is an offset from head on 64-bit kernels, a pointer on 32-bit ones */
-    bpf_probe_read_kernel(&tail, IPFT_SIZE_sk_buff_tail, (char *)skb + IPFT_OFF_sk_buff_tail);
-    if (IPFT_SIZE_sk_buff_tail == 8)
-        tail -= (u64)head;
+    ipft_read_span(skb, &h);
+    head = (unsigned char *)h.head;
+    data = (unsigned char *)h.data;
+    mac = h.mac_header;
+    nh = h.network_header;
+    tail = h.tail;
     if (!head)
         return;
     if (mac != 0xffff && mac < nh) {
