@@ -159,3 +159,35 @@ def test_plain_json_with_bytes_takes_the_fast_path(veth, trace_process, nothing_
     f = fields_of(sent[0])
     assert (f["IPv4"]["dst"], f["UDP"]["sport"], f["UDP"]["dport"]) == (veth.b_addr, "40114", "7004")
     assert len(sent[0].data) == 64 and sent[0].length == 14 + 20 + 8 + 100
+
+
+async def test_live_tui_decodes_packets_and_writes_pcap(nothing_left_behind, tmp_path):
+    from ipft_tui.batching import SampleBuffer
+    from ipft_tui.demo import DemoTraffic
+    from ipft_tui.settings import TraceSettings
+    from ipft_tui.tui.app import IpftApp
+    from ipft_tui.tui.sources import LiveSource
+    from tests.test_tui_real import wait_until
+
+    pcap = tmp_path / "live.pcapng"
+    buffer = SampleBuffer()
+    source = LiveSource(TraceSettings(mark=0xDEADBEEF, meta=True, capture_bytes=128), buffer,
+                        pcap_path=str(pcap))
+    app = IpftApp(source, buffer, follow=False)
+    with DemoTraffic(interval=0.3):
+        async with app.run_test(size=(150, 40)) as pilot:
+            assert await wait_until(pilot, lambda: source.ready), source.error
+
+            def captured_packet():
+                return next((p for p in app.store.packets.values()
+                             if any(s.capture for s in p.samples)), None)
+
+            assert await wait_until(pilot, lambda: captured_packet() is not None)
+            await pilot.press("g", "enter", "down")
+            detail = app.query_one("#detail").render().plain
+            assert "packet (" in detail and "Internet Protocol Version 4, Src: 192.0.2." in detail
+            await pilot.press("q")
+    out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-T", "fields", "-e", "ip.src", "-e",
+                          "frame.comment"], capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert rows and all(r[0].startswith("192.0.2.") and "packet_id=0x" in r[1] for r in rows)
