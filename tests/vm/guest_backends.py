@@ -115,15 +115,16 @@ def test_function_backend(kernel, backend):
             drops = {s.drop_reason for s in got if s.drop_reason}
             assert "NO_SOCKET" in drops, drops
             # Packet bytes (--capture-bytes): what was sent, decoded.
-            # (traffic() also sends A -> A over loopback: look for the datagram that went to B.)
+            # B marks the datagram in PREROUTING, after ip_rcv: look at it in udp_rcv. (traffic()
+            # also sends A -> A over loopback, marked from the start.)
             received = [(c, {layer.key: {f.key: f.value for f in layer.fields} for layer in decode(c)})
-                        for c in (s.capture for s in got if s.function == "ip_rcv") if c]
+                        for c in (s.capture for s in got if s.function == "udp_rcv") if c]
             to_b = [(c, layers) for c, layers in received
                     if layers.get("IPv4", {}).get("dst") == pair.b_addr]
             assert to_b, [layers.get("IPv4") for _, layers in received[:3]]
             capture, layers = to_b[0]
             assert layers["UDP"]["dport"] == "7777" and layers["Ethernet"]["type"] == "0x0800 (IPv4)"
-            result["capture_ip_rcv"] = [capture.offset, len(capture.data), capture.length]
+            result["capture_udp_rcv"] = [capture.offset, len(capture.data), capture.length]
 
             # function_graph, switched on live: return probes attach, calls nest.
             t = time.monotonic()
