@@ -12,6 +12,8 @@
  *   IPFT_PERF_BUFFER      use a perf buffer instead of the ring buffer
  *   IPFT_WITH_META        add device, namespace and packet headers to each event
  *   IPFT_MODULE           an extension's module() is compiled in; its 64 bytes travel along
+ *   IPFT_CAPTURE_BYTES    copy that many of the packet's first bytes into each event
+ *                         (IPFT_CAPTURE_ROOM: the same rounded up to 8, the array's size)
  *   IPFT_TRACK_SKB        follow a matched skb when its mark changes and into its clones
  *   IPFT_STACKS           kernel stack traces for the probes flagged in probe_flags
  *   IPFT_COUNT_ONLY       benchmark floor: count matching samples in a map, send nothing
@@ -267,6 +269,78 @@ static __always_inline int ipft_where_matches(struct ipft_config *cfg, void *skb
     return 1;
 }
 
+#ifdef IPFT_CAPTURE_BYTES
+/* skb->protocol up to skb->data: eight members read with one helper call where the kernel
+ * keeps them next to each other (the kernels we test; checked when compiling), else one
+ * by one. */
+struct ipft_skb_span {
+    u16 protocol, transport_header, network_header, mac_header;
+    u32 tail, end;     /* offsets from head on 64-bit kernels */
+    u64 head, data;
+};
+
+static __always_inline void ipft_read_span(void *skb, struct ipft_skb_span *h)
+{
+#if IPFT_OFF_sk_buff_transport_header == IPFT_OFF_sk_buff_protocol + 2 && \
+    IPFT_OFF_sk_buff_network_header == IPFT_OFF_sk_buff_protocol + 4 && \
+    IPFT_OFF_sk_buff_mac_header == IPFT_OFF_sk_buff_protocol + 6 && \
+    IPFT_OFF_sk_buff_tail == IPFT_OFF_sk_buff_protocol + 8 && IPFT_SIZE_sk_buff_tail == 4 && \
+    IPFT_OFF_sk_buff_end == IPFT_OFF_sk_buff_protocol + 12 && \
+    IPFT_OFF_sk_buff_head == IPFT_OFF_sk_buff_protocol + 16 && \
+    IPFT_OFF_sk_buff_data == IPFT_OFF_sk_buff_protocol + 24
+    bpf_probe_read_kernel(h, sizeof(*h), (char *)skb + IPFT_OFF_sk_buff_protocol);
+#else
+    u64 tail = 0;
+    bpf_probe_read_kernel(&h->mac_header, 2, (char *)skb + IPFT_OFF_sk_buff_mac_header);
+    bpf_probe_read_kernel(&h->network_header, 2, (char *)skb + IPFT_OFF_sk_buff_network_header);
+    bpf_probe_read_kernel(&tail, IPFT_SIZE_sk_buff_tail, (char *)skb + IPFT_OFF_sk_buff_tail);
+    bpf_probe_read_kernel(&h->head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    bpf_probe_read_kernel(&h->data, 8, (char *)skb + IPFT_OFF_sk_buff_data);
+    /* skb->tail is an offset from head on 64-bit kernels, a pointer on 32-bit ones */
+    h->tail = IPFT_SIZE_sk_buff_tail == 8 ? tail - h->head : tail;
+#endif
+}
+
+/* Copy the packet's first bytes: from the MAC header when one is set in front of the
+ * network header (received frames, and sent ones once the device layer pushed it),
+ * else from the network header; never past the linear data's tail. */
+static __always_inline void ipft_capture(void *skb, struct ipft_capture *c)
+{
+    struct ipft_skb_span h = {.network_header = 0xffff, .mac_header = 0xffff};
+    unsigned char *head, *data;
+    u16 mac, nh;
+    u64 tail, start, n;
+
+    bpf_probe_read_kernel(&c->skb_len, 4, (char *)skb + IPFT_OFF_sk_buff_len);
+    ipft_read_span(skb, &h);
+    head = (unsigned char *)h.head;
+    data = (unsigned char *)h.data;
+    mac = h.mac_header;
+    nh = h.network_header;
+    tail = h.tail;
+    if (!head)
+        return;
+    if (mac != 0xffff && mac < nh) {
+        start = mac;
+        c->from_mac = 1;
+    } else if (nh != 0xffff) {
+        start = nh;
+    } else {
+        return;
+    }
+    if (tail <= start)
+        return;
+    c->data_delta = (s16)((data - head) - (s64)start);
+    n = tail - start;
+    if (n > IPFT_CAPTURE_BYTES)
+        n = IPFT_CAPTURE_BYTES;
+    /* Keep clang from reading the unbounded value again: the verifier needs the bound. */
+    asm volatile("" : "+r"(n));
+    if (bpf_probe_read_kernel(c->bytes, n, head + start) == 0)
+        c->captured = n;
+}
+#endif
+
 /* Does this skb pass every filter given? Cheapest first. */
 static __always_inline int ipft_mark_matches(struct ipft_config *cfg, void *skb)
 {
@@ -296,6 +370,9 @@ static __always_inline void ipft_fill(struct ipft_event *ev, void *skb, u64 pack
 #endif
 #ifdef IPFT_WITH_META
     ipft_read_meta(skb, &ev->meta);
+#endif
+#ifdef IPFT_CAPTURE_BYTES
+    ipft_capture(skb, &ev->capture);
 #endif
 }
 

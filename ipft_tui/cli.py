@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack-trace", metavar="REGEX",
                    help="record the kernel stack of the samples of the functions/tracepoints "
                         "matching REGEX (JSON \"stack\", indented lines in aggregate)")
+    p.add_argument("--capture-bytes", metavar="N",
+                   help="copy the first N bytes of the packet at each sample (from the MAC header "
+                        "when set, else the network header; JSON \"packet\"); default 128 in "
+                        "the TUI and with --write-pcap, else 0 (off)")
+    p.add_argument("--write-pcap", metavar="FILE",
+                   help="also write every sample with packet bytes to FILE as pcapng (new file, "
+                        "mode 0600), with the function, packet id, CPU and drop reason as "
+                        "packet comments")
     p.add_argument("--split-on-free", action="store_true",
                    help="-o aggregate: end a journey where its skb is freed (the kernel reuses "
                         "skb addresses); default: group by address like ipftrace2")

@@ -120,6 +120,7 @@ def program_for(s: TraceSettings, kernel: Kernel) -> tuple[str, backends.PerProb
                        meta=s.meta, module_source=s.module_source, module_label=s.module_label,
                        track_skb=s.follows_skbs or s.live_switches,
                        stacks=s.stack_regex is not None or s.live_switches, defines=defines,
+                       capture_bytes=s.capture_bytes,
                        filter_source=c_source(compile_filter(s.expression) if s.expression
                                               else None))
     return name, backend, spec

@@ -16,7 +16,9 @@ from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .outputs.paths import PathsOutput
 from .outputs.stdout import GuardedStdout
+from .outputs.pcapng import PcapngWriter
 from .probe_server import ProbeServer
+from .safefile import create_private
 from .settings import TraceSettings, filter_label, select
 from .startup import Startup, extension_from_args, kernel_or_error, require_root
 from .tracing import backends
@@ -154,9 +156,16 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
                                  with_fields=extension is not None,
                                  split_on_free=args.split_on_free, drops_only=args.drops_only)
     decorate = extension.decorate if extension is not None else None
+    pcap = None
+    if getattr(args, "write_pcap", None):
+        pcap = PcapngWriter(create_private(args.write_pcap, "--write-pcap", binary=True))
 
     def consume() -> None:
         batches = buffer.drain_batches()
+        if pcap is not None:
+            for batch in batches:
+                pcap.write(batch.samples())
+            pcap.flush()
         if isinstance(output, JsonOutput):
             output.write_batches(batches, decorate)
             return
@@ -215,6 +224,10 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     if isinstance(output, (AggregateOutput, PathsOutput)):
         err("\n")
     output.finish()
+    if pcap is not None:
+        pcap.close()
+        if args.verbose:
+            err(f"Wrote {pcap.packets} packets to {args.write_pcap}\n")
     if stdout.error is not None:
         err(f"ipft-tui: {stdout.describe_error()}: stopped tracing, probes detached\n")
         return 1

@@ -49,6 +49,14 @@ def same_flow(a: Meta, b: Meta) -> bool:
         (b.saddr, b.daddr, b.l4_proto, b.sport, b.dport)
 
 
+class Capture(NamedTuple):
+    """The first bytes of an skb's linear data at one sample (decoded in packet.py)."""
+
+    data: bytes
+    offset: str  # "l2": from the MAC header; "l3": from the network header (no MAC header)
+    length: int  # the packet's length from its first copied byte (skb->len counts from skb->data)
+
+
 class Sample(NamedTuple):
     """One probe hit for one marked skb."""
 
@@ -67,6 +75,7 @@ class Sample(NamedTuple):
     skb: int = 0
     stack: tuple[str, ...] | None = None  # kernel stack, innermost frame first
     journey_end: bool | None = None
+    capture: Capture | None = None  # packet bytes (--capture-bytes)
 
 
 def is_clone(sample: Sample) -> bool:
@@ -188,7 +197,7 @@ class Interned:
 
 
 _RETURN_BIT = 1 << 31
-_NO_EXTRA = (None, None, 0, None)
+_NO_EXTRA = (None, None, 0, None, None)
 
 
 class Packet:
@@ -260,13 +269,18 @@ class Packet:
                           | (_RETURN_BIT if sample.is_return else 0))
         self._meta.append(interned.meta_id(sample.meta))
         clone = is_clone(sample)
+        capture = sample.capture
         if (sample.fields is not None or sample.drop_reason is not None or clone
-                or sample.stack is not None):
+                or sample.stack is not None or capture is not None):
             if self._extra is None:
                 self._extra = {}
+            if capture is not None and index and (index - 1) in self._extra:
+                previous = self._extra[index - 1][4]
+                if previous == capture:  # unchanged bytes: share one copy
+                    capture = previous
             # Only a clone's skb is kept: for the others it is the packet id.
             self._extra[index] = (sample.fields, sample.drop_reason,
-                                  sample.skb if clone else 0, sample.stack)
+                                  sample.skb if clone else 0, sample.stack, capture)
         self._functions |= 1 << name_id
         self._cpus |= 1 << (sample.processor_id & 0x7FFF)
         if ts < self._ts[self._first]:
@@ -308,13 +322,14 @@ class Packet:
 
     def _sample(self, i: int) -> Sample:
         info = self._info[i]
-        fields, reason, skb, stack = (self._extra.get(i, _NO_EXTRA) if self._extra
-                                      else _NO_EXTRA)
+        fields, reason, skb, stack, capture = (self._extra.get(i, _NO_EXTRA) if self._extra
+                                               else _NO_EXTRA)
         return Sample(packet_id=self.packet_id, timestamp=self._ts[i],
                       processor_id=(info >> 16) & 0x7FFF,
                       function=self._interned.names[info & 0xFFFF],
                       is_return=bool(info & _RETURN_BIT), fields=fields, drop_reason=reason,
-                      meta=self._interned.metas[self._meta[i]], skb=skb, stack=stack)
+                      meta=self._interned.metas[self._meta[i]], skb=skb, stack=stack,
+                      capture=capture)
 
     @property
     def samples(self) -> list[Sample]:

@@ -14,6 +14,7 @@ from .errors import IpftError, UsageError
 TRACERS = ("function", "function_graph")
 BACKEND_CHOICES = ("auto", "kprobe", "ftrace", "kprobe-multi", "tracepoint")
 U32_MAX = 0xFFFFFFFF
+MAX_CAPTURE_BYTES = 2048  # --capture-bytes: more than a jumbo frame's headers need
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TraceSettings:
     meta: bool = False  # read device, namespace and packet headers in BPF
     track_skb: bool = False  # follow a matched skb when its mark changes, and its clones
     stack_regex: str | None = None  # functions whose samples carry the kernel stack
+    capture_bytes: int = 0  # copy the packet's first bytes at each sample (0: off)
     live_switches: bool = False  # compile skb following and stacks in, to switch them live
     module_source: str | None = None  # an extension's C code (Lua emit() or -e FILE)
     module_label: str = "extension"
@@ -190,6 +192,17 @@ def parse_positive(text: str, what: str) -> int:
         raise IpftError(f"{what} {text!r} is not a number") from None
     if value < 1:
         raise IpftError(f"{what} must be at least 1, got {value}")
+    return value
+
+
+def parse_capture_bytes(text: str, limit: int = MAX_CAPTURE_BYTES) -> int:
+    """--capture-bytes: 0 (off) to limit."""
+    try:
+        value = int(str(text).strip(), 10)
+    except ValueError:
+        raise IpftError(f"--capture-bytes {text!r} is not a number") from None
+    if not 0 <= value <= limit:
+        raise IpftError(f"--capture-bytes must be between 0 (off) and {limit}, got {value}")
     return value
 
 

@@ -18,8 +18,8 @@ from .extensions import load_extension
 from .kernel import Kernel
 from .kernel.btf import BTFError
 from .pcapfilter import compile_filter
-from .settings import (FILTER_HINT, TraceSettings, compile_regex, parse_ifname, parse_mark,
-                       parse_mask, parse_netns, parse_positive)
+from .settings import (FILTER_HINT, TraceSettings, compile_regex, parse_capture_bytes,
+                       parse_ifname, parse_mark, parse_mask, parse_netns, parse_positive)
 
 # The kernel's limits, checked here so that a bad value fails before compiling, not in
 # a map or buffer error afterwards.
@@ -78,9 +78,9 @@ def check_options(args: argparse.Namespace) -> Startup:
         return Startup("list")
     if args.replay:
         _refuse(args, "--replay shows a recorded trace in the TUI; it traces nothing",
-                output="-o", record="--record", overwrite="--overwrite", demo="--demo",
-                script="-s", extension="-e",
-                enable_probe_server="--enable-probe-server")
+                write_pcap="--write-pcap", capture_bytes="--capture-bytes", output="-o",
+                record="--record", overwrite="--overwrite", demo="--demo", script="-s",
+                extension="-e", enable_probe_server="--enable-probe-server")
     if args.output:
         _refuse(args, "TUI only (with -o json, redirect stdout to a file to record)",
                 record="--record", overwrite="--overwrite", replay="--replay",
@@ -135,6 +135,12 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
     filters = filter_from_args(args)
     if mark is None and mark_required and not any(filters.values()):
         raise UsageError(f"nothing to trace: {FILTER_HINT}")
+    capture = args.capture_bytes
+    if capture is None:  # the TUI shows packets; headless only when asked (--write-pcap)
+        capture = "128" if not args.output or args.write_pcap else "0"
+    capture_bytes = parse_capture_bytes(capture)
+    if args.write_pcap and not capture_bytes:
+        raise IpftError("--write-pcap needs packet bytes: drop --capture-bytes 0")
     compile_regex(args.regex)
     compile_regex(args.stack_trace)
     pages = _power_of_two(parse_positive(args.ringbuf_pages, "--ringbuf-pages"),
@@ -158,7 +164,9 @@ def settings_from_args(args: argparse.Namespace, mark_required: bool = True) -> 
         perf_sample_period=1,
         perf_wakeup_events=wakeup,
         ringbuf_pages=pages,
-        meta=bool(getattr(args, "output_tuple", False)),
+        # Devices and namespaces name the pcapng interfaces.
+        meta=bool(args.output_tuple or args.write_pcap),
+        capture_bytes=capture_bytes,
         track_skb=args.track_skb,
         stack_regex=args.stack_trace or None,
         **filters,

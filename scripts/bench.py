@@ -403,6 +403,8 @@ CONFIGS = {
                     lambda w: run_headless(w, "-o", "json", "--track-skb")),
     "expression": ("ipft-tui -o json 'udp and dst port N and host A' (no mark)",
                    lambda w: run_headless(w, "-o", "json", expression(w), mark=False)),
+    "capture": ("ipft-tui -o json --capture-bytes 128 > /dev/null",
+                lambda w: run_headless(w, "-o", "json", "--capture-bytes", "128")),
     "aggregate": ("ipft-tui -o aggregate", lambda w: run_headless(w, "-o", "aggregate")),
     "lua": ("ipft-tui -o json -s examples/gso.lua",
             lambda w: run_headless(w, "-o", "json", "-s", str(REPO / "examples/gso.lua"))),

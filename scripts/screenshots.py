@@ -53,6 +53,8 @@ async def main() -> None:
                     SMALL),
         await shoot("journey-filter", replay_app("paths.jsonl"),
                     ["backslash", *"fn ~ nf_hook or drop == NO_SOCKET"], SMALL),
+        # Inside the packet: the sample after a DNAT rewrite, changed fields highlighted.
+        await shoot("packet", replay_app("capture.jsonl"), ["g", "enter", *["down"] * 7, "tab", "end"]),
     ]
     converter = shutil.which("rsvg-convert")
     for svg in shots:

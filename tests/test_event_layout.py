@@ -4,7 +4,7 @@ import struct
 
 from ipft_tui.outputs import jsonlines
 from ipft_tui.tracing.decode import RecordBatch, RecordLayout
-from ipft_tui.tracing.event import EVENT, META, EventLayout, c_header
+from ipft_tui.tracing.event import EVENT, META, EventLayout, c_header, capture_room
 
 NAMES = ["net_dev_queue", 'odd"name\\x', "kfree_skb", "ip_rcv"]
 
@@ -34,12 +34,13 @@ def test_the_fast_path_declines_records_with_more_than_the_base_fields():
 
 
 def test_every_field_is_in_the_c_struct_and_in_the_records_by_name():
-    everything = EventLayout(track_skb=True, stacks=True, meta=True, module=True)
+    everything = EventLayout(track_skb=True, stacks=True, meta=True, module=True,
+                             capture_room=capture_room(100))
     header = c_header(everything)
     for define, fields in EVENT:
         if define:
             assert f"#ifdef {define}" in header
-        for f in fields:
+        for f in fields(everything.capture_room) if callable(fields) else fields:
             if not f.name.startswith("_"):
                 assert f.name in everything.index
     assert struct.calcsize(everything.record_format) == 8 + everything.size

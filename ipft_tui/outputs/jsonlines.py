@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..model import Meta, Sample, packet_id_text
+from ..model import Capture, Meta, Sample, packet_id_text
 from ..tracing.decode import BASE, RecordBatch
 
 
@@ -26,6 +26,9 @@ def format_sample(sample: Sample, with_tuple: bool = False) -> str:
             line += ',"journey_end":true'
     if sample.stack is not None:
         line += f',"stack":{json.dumps(list(sample.stack), separators=(",", ":"))}'
+    if sample.capture is not None:
+        c = sample.capture
+        line += f',"packet":"{c.data.hex()}","packet_offset":"{c.offset}","packet_len":{c.length}'
     if sample.fields:
         # Script fields are strings in ipftrace2's JSON, whatever their Lua type.
         line += "".join(f",{json.dumps(k)}:{json.dumps(str(v))}" for k, v in sample.fields.items())
@@ -57,6 +60,7 @@ def parse_line(line: str) -> Sample:
             if not isinstance(stack, list) or not all(isinstance(f, str) for f in stack):
                 raise ValueError("stack is not a list of strings")
             stack = tuple(stack)
+        capture = _capture_from(obj) if "packet" in obj else None
     except KeyError as exc:
         raise ValueError(f"missing key {exc.args[0]!r}") from None
     except ValueError as exc:
@@ -65,7 +69,7 @@ def parse_line(line: str) -> Sample:
               else json.dumps(v) for k, v in obj.items()}
     return Sample(packet_id=packet, timestamp=timestamp, processor_id=cpu, function=function,
                   is_return=is_return, fields=fields or None, drop_reason=drop_reason, meta=meta,
-                  skb=skb, stack=stack, journey_end=journey_end)
+                  skb=skb, stack=stack, journey_end=journey_end, capture=capture)
 
 
 MAX_NESTING = 32  # a sample line nests one level (stack); deeper is not ours
@@ -127,6 +131,23 @@ def _bool(value, name: str) -> bool:
 def _short(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+MAX_PACKET_HEX = 2 * 65535  # a captured packet is at most 64 KiB
+
+
+def _capture_from(obj: dict) -> Capture:
+    text = obj.pop("packet")
+    if not isinstance(text, str) or len(text) > MAX_PACKET_HEX:
+        raise ValueError("packet is not a hex string of at most 64 KiB")
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError("packet is not hex") from None
+    offset = obj.pop("packet_offset", "l2")
+    if offset not in ("l2", "l3"):
+        raise ValueError(f"packet_offset {_short(offset)} is neither l2 nor l3")
+    return Capture(data, offset, _uint(obj.pop("packet_len", len(data)), "packet_len", 32))
 
 
 _META_KEYS = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "saddr", "daddr",

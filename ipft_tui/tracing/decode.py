@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from ..model import Meta, Sample
+from ..model import Capture, Meta, Sample
 from .event import IPFT_ETH_P_IP, IPFT_ETH_P_IPV6, META, EventLayout
 
 
@@ -44,7 +44,7 @@ class RecordLayout:
     def plain(self) -> bool:
         """Only the base fields: the fast paths apply."""
         e = self.event
-        return not (e.meta or e.module or e.track_skb or e.stacks)
+        return not (e.meta or e.module or e.track_skb or e.stacks or e.capture_room)
 
     def fields(self, *names: str) -> Callable[[tuple], tuple]:
         """A getter of these fields of a record (a tuple, in this order)."""
@@ -95,6 +95,8 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     meta_get = layout.fields(*(f.name for f in META if not f.name.startswith("_"))) if event.meta else None
     metas = _META_CACHE
     out = []
+    capture_get = (layout.fields("skb_len", "data_delta", "captured", "from_mac", "bytes")
+                   if event.capture_room else None)
     for record in records:
         pid, ts, cpu, probe, ret, reason = base(record)
         meta = None
@@ -110,7 +112,8 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
                           is_return=ret != 0, drop_reason=reason_name(reason) if reason else None,
                           meta=meta, data=record[data_at] if data_at else None, skb=skb,
                           stack=layout.stack(record[stack_at]) if stack_at else None,
-                          journey_end=record[end_at] != 0 if skb else None))
+                          journey_end=record[end_at] != 0 if skb else None,
+                          capture=_capture(capture_get(record)) if capture_get else None))
     return out
 
 
@@ -123,3 +126,11 @@ def _meta(raw: tuple) -> Meta:
                 netns=netns, length=length, l3_proto=l3, l4_proto=l4,
                 saddr=_address(l3, saddr), daddr=_address(l3, daddr), sport=sport, dport=dport,
                 icmp_type=icmp)
+
+
+def _capture(raw: tuple) -> Capture | None:
+    skb_len, data_delta, captured, from_mac, data = raw
+    if not captured:
+        return None
+    # The packet's length from the first copied byte: skb->len counts from skb->data.
+    return Capture(data[:captured], "l2" if from_mac else "l3", max(skb_len + data_delta, captured))

@@ -63,11 +63,12 @@ class Field:
             return f"{self.size}x"
         if self.count > 1:
             return f"{self.count}s"
-        return {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "s32": "i"}[self.ctype]
+        return {"u8": "B", "u16": "H", "s16": "h", "u32": "I", "u64": "Q", "s32": "i"}[self.ctype]
 
     @property
     def size(self) -> int:
-        return {"u8": 1, "char": 1, "u16": 2, "u32": 4, "s32": 4, "u64": 8}[self.ctype] * self.count
+        return {"u8": 1, "char": 1, "u16": 2, "s16": 2, "u32": 4, "s32": 4,
+                "u64": 8}[self.ctype] * self.count
 
     def c(self) -> str:
         array = f"[{self.count}]" if self.count > 1 else ""
@@ -90,6 +91,25 @@ META = (  # struct ipft_meta: what the packet looked like at this probe
     Field("_pad", "u32"),
 )
 
+
+
+def capture_room(capture_bytes: int) -> int:
+    """struct ipft_capture's byte array: the bytes asked for, rounded up to 8 (alignment)."""
+    return (capture_bytes + 7) // 8 * 8
+
+
+def capture_fields(room: int) -> tuple[Field, ...]:
+    """struct ipft_capture: the packet's first bytes at this probe (IPFT_CAPTURE_BYTES)."""
+    return (
+        Field("skb_len", "u32", comment="skb->len: from skb->data to the end, linear and paged"),
+        Field("data_delta", "s16", comment="skb->data minus where the copy starts"),
+        Field("captured", "u16", comment="bytes that are the packet's (0: none could be read)"),
+        Field("from_mac", "u8", comment="1: from the MAC header; 0: from the network header"),
+        Field("_pad4", "u8", 7),
+        Field("bytes", "u8", max(room, 8)),
+    )
+
+
 # struct ipft_event: (the define that compiles a part in, its fields), in order.
 EVENT = (
     (None, (
@@ -111,6 +131,7 @@ EVENT = (
         Field("_pad2", "u32"),
     )),
     ("IPFT_WITH_META", META),  # as the member `struct ipft_meta meta`
+    ("IPFT_CAPTURE_BYTES", capture_fields),  # `struct ipft_capture capture`, sized per build
     ("IPFT_MODULE", (Field("data", "u8", 64, comment="filled by the extension's module()"),)),
 )
 RECORD_HEADER = "I4x"  # the ring buffer's length word (and page offset) before each event
@@ -124,11 +145,14 @@ class EventLayout:
     stacks: bool = False
     meta: bool = False
     module: bool = False
+    capture_room: int = 0  # packet bytes per event (capture_room()); 0: none
 
     def _parts(self):
         on = {None: True, "IPFT_TRACK_SKB": self.track_skb, "IPFT_STACKS": self.stacks,
-              "IPFT_WITH_META": self.meta, "IPFT_MODULE": self.module}
-        return [(define, fields) for define, fields in EVENT if on[define]]
+              "IPFT_WITH_META": self.meta, "IPFT_CAPTURE_BYTES": self.capture_room > 0,
+              "IPFT_MODULE": self.module}
+        return [(define, fields(self.capture_room) if callable(fields) else fields)
+                for define, fields in EVENT if on[define]]
 
     @cached_property
     def fields(self) -> tuple[Field, ...]:
@@ -180,14 +204,23 @@ def c_header(layout: EventLayout) -> str:
     out = ["/* Generated from ipft_tui/tracing/event.py. */"]
     out += [f"#define {name} {_c_value(name, value)}" for name, value in CONSTANTS.items()]
     out.append(_struct("ipft_meta", [f.c() for f in META]))
+    capture = capture_fields(layout.capture_room)
+    out.append(_struct("ipft_capture", [f.c() for f in capture]))
     lines = []
     for define, fields in EVENT:
-        body = (["    struct ipft_meta meta;"] if fields is META else [f.c() for f in fields])
+        if fields is META:
+            body = ["    struct ipft_meta meta;"]
+        elif fields is capture_fields:
+            body = ["    struct ipft_capture capture;"]
+        else:
+            body = [f.c() for f in fields]
         lines += ([f"#ifdef {define}", *body, "#endif"] if define else body)
     out.append(_struct("ipft_event", lines))
     meta_names = {f.name for f in META}
+    capture_names = {f.name for f in capture}
     for name, offset in layout.offsets().items():
-        member = f"meta.{name}" if name in meta_names else name
+        member = (f"meta.{name}" if name in meta_names else
+                  f"capture.{name}" if name in capture_names else name)
         out.append(f"_Static_assert(__builtin_offsetof(struct ipft_event, {member}) == {offset}, "
                    f"\"ipft_event.{member}: Python reads it at offset {offset}\");")
     out.append(f"_Static_assert(sizeof(struct ipft_event) == {layout.size}, "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IpftError
-from .event import EventLayout, c_header
+from .event import EventLayout, c_header, capture_room
 
 def bpf_dir() -> Path:
     """bpf/ next to the package in a checkout, or inside it when installed."""
@@ -31,6 +31,7 @@ class ProgramSpec:
     meta: bool = False
     track_skb: bool = False  # compile in skb following (switched on in the config map)
     stacks: bool = False  # compile in stack traces (asked for per probe in probe_flags)
+    capture_bytes: int = 0  # copy the packet's first bytes into each event (0: off)
     module_source: str | None = None  # an extension's C code defining module()
     module_label: str = "extension"  # where module_source came from, for error messages
     defines: dict[str, int] = field(default_factory=dict)
@@ -66,7 +67,8 @@ class ProgramSpec:
 
     def event_layout(self) -> EventLayout:
         return EventLayout(track_skb=self.track_skb, stacks=self.stacks, meta=self.meta,
-                           module=self.module_source is not None)
+                           module=self.module_source is not None,
+                           capture_room=capture_room(self.capture_bytes) if self.capture_bytes else 0)
 
     def cflags(self) -> list[str]:
         flags = [f"-DIPFT_RINGBUF_PAGES={self.ringbuf_pages}",
@@ -83,6 +85,8 @@ class ProgramSpec:
             flags.append("-DIPFT_TRACK_SKB=1")
         if self.stacks:
             flags.append("-DIPFT_STACKS=1")
+        if self.capture_bytes:
+            flags.append(f"-DIPFT_CAPTURE_BYTES={self.capture_bytes}")
         flags += [f"-D{k}={v}" for k, v in self.defines.items()]
         # Headers of another kernel version can redefine a few macros bcc also sets; 6.12's
         # x86 headers use attributes bcc's clang ignores or repeats (79 lines of warnings).

@@ -17,6 +17,7 @@ from ..extensions import load_extension
 from ..calltree import CallNode
 from ..model import Packet, PacketStore, Sample, is_drop, packet_id_text
 from ..outputs.jsonlines import JsonOutput
+from ..outputs.pcapng import write_journeys
 from ..settings import PacketFilters
 from .compare import CompareScreen
 from .filter_bar import FilterBar
@@ -285,7 +286,7 @@ class IpftApp(App):
         tree = self.journey
         node = tree.cursor_node
         self.detail.show(node.data if node is not None and tree.packet is not None else None,
-                         tree.origin, self.store.origin or 0)
+                         tree.origin, self.store.origin or 0, tree.packet)
 
     def on_packet_list_highlighted(self, event: PacketList.Highlighted) -> None:
         if event.user and self.follow:
@@ -309,6 +310,11 @@ class IpftApp(App):
     def selected_packet(self) -> Packet | None:
         key = self.packet_table.selected_key()
         return self.store.packets.get(key) if key is not None else None
+
+    def action_toggle_hex(self) -> None:
+        """The packet's bytes in the detail pane: decoded headers or hex/ASCII."""
+        self.detail.hex_view = not self.detail.hex_view
+        self._show_detail()
 
     # -- actions -----------------------------------------------------------------------
 
@@ -560,15 +566,22 @@ class IpftApp(App):
             if not path:
                 return
             packets = [packet] if one else [self.store.packets[k] for k in self.packet_table.keys]
+            pcap = path.endswith((".pcapng", ".pcap"))
             try:
-                count = write_packets(path, packets)
-            except OSError as exc:
-                self.notify(f"cannot write {path}: {exc.strerror}", severity="error", timeout=10)
+                count = (write_journeys(path, [p.samples for p in packets]) if pcap
+                         else write_packets(path, packets))
+            except (OSError, IpftError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                self.notify(f"cannot write {path}: {why}", severity="error", timeout=10)
                 return
-            self.notify(f"{count} samples written to {path}")
+            if pcap and not count:
+                self.notify(f"{path}: no sample has packet bytes (capture is off)",
+                            severity="warning")
+                return
+            self.notify(f"{count} {'packets' if pcap else 'samples'} written to {path}")
 
-        self.push_screen(TextDialog(f"Write {what} to a new JSON-lines file (Tab in the list: "
-                                    "the journey)", default), done)
+        self.push_screen(TextDialog(f"Write {what} to a new file: JSON lines, or pcapng for "
+                                    "Wireshark when the name ends in .pcapng", default), done)
 
     def action_toggle_record(self) -> None:
         source = self.source

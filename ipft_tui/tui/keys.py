@@ -66,6 +66,8 @@ KEYS = (
         footer=False),
     Key("exclamation_mark", "jump_drop", "Drop", "jump to the drop in the journey",
         footer=False),
+    Key("H", "toggle_hex", "Hex", "the packet's bytes: decoded headers or hex/ASCII",
+        footer=False, palette=True),
     Key("e", "expand_all", "Expand", "expand the whole journey", footer=False),
     Key("c", "collapse_all", "Collapse", "collapse the whole journey", footer=False),
     *(Key(str(d), f"expand_depth({d})", f"Depth {d}", DEPTH_HELP,

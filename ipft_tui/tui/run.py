@@ -122,7 +122,7 @@ def _run(start: Startup, args, shutdown: Shutdown) -> None:
         extension.init()
     kernel = kernel_or_error()
     source = LiveSource(settings, buffer, record_path=args.record, kernel=kernel,
-                        extension=extension, overwrite=args.overwrite)
+                        extension=extension, overwrite=args.overwrite, pcap_path=args.write_pcap)
     # Cleanups run in reverse: the collector stops (probes detached) before the demo goes.
     if args.demo:
         demo = DemoTraffic(settings.mark)

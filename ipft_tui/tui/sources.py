@@ -17,6 +17,7 @@ from ..collector import Collector, Status
 from ..errors import IpftError
 from ..model import Sample
 from ..outputs.jsonlines import JsonOutput, parse_line
+from ..outputs.pcapng import PcapngWriter
 from ..safefile import create_private
 from ..settings import PacketFilters, TraceSettings, filter_label
 
@@ -27,7 +28,8 @@ class LiveSource:
     live = True
 
     def __init__(self, settings: TraceSettings, buffer: SampleBuffer, record_path: str | None = None,
-                 kernel=None, extension=None, overwrite: bool = False):
+                 kernel=None, extension=None, overwrite: bool = False,
+                 pcap_path: str | None = None):
         self.settings = settings
         self.extension = extension  # decodes samples' extension data into fields
         self.buffer = buffer
@@ -39,6 +41,9 @@ class LiveSource:
         if record_path:
             stream = create_private(record_path, "--record", overwrite=overwrite)
             self._record = JsonOutput(stream, with_tuple=True)
+        self._pcap = None
+        if pcap_path:  # --write-pcap: every sample with packet bytes, as it comes
+            self._pcap = PcapngWriter(create_private(pcap_path, "--write-pcap", binary=True))
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._collector: Collector | None = None
@@ -56,6 +61,17 @@ class LiveSource:
                 self.recorded += len(batch)
             except (OSError, ValueError) as exc:  # ENOSPC, EIO...: the trace goes on
                 self._stop_recording(exc)
+        if self._pcap:
+            try:
+                self._pcap.write(batch.samples())
+                self._pcap.flush()
+            except OSError as exc:  # the trace goes on without it
+                pcap, self._pcap = self._pcap, None
+                self.notice(f"--write-pcap stopped: {exc.strerror or exc}; tracing goes on")
+                try:
+                    pcap.close()
+                except OSError:
+                    pass
         self.buffer.put(batch)
 
     def _record_settings(self) -> None:
@@ -216,6 +232,9 @@ class LiveSource:
             except OSError as exc:
                 self._stop_recording(exc)
             self._record = None
+        if self._pcap:
+            self._pcap.close()
+            self._pcap = None
 
 
 class ReplaySource:

@@ -14,6 +14,7 @@ from ..model import (Meta, Packet, Sample, flow_text, is_clone, is_drop, packet_
                      same_flow)
 from .keys import bindings
 from .packet_list import fields_text
+from .packet_view import mark_changes, packet_text, previous_capture
 
 
 def where_text(meta: Meta | None) -> str:
@@ -159,8 +160,13 @@ class JourneyTree(Tree):
         else:
             self.roots = []
             previous = None
+            captured = None  # the last bytes seen: the label marks where the packet changed
             for sample in samples:
-                self.root.add_leaf(sample_label(sample, self.origin, previous), data=sample)
+                label = sample_label(sample, self.origin, previous)
+                if sample.capture is not None:
+                    label = mark_changes(label, captured, sample.capture)
+                    captured = sample.capture
+                self.root.add_leaf(label, data=sample)
                 previous = sample
         self.root.expand()
         if same:
@@ -288,13 +294,14 @@ class DetailPane(VerticalScroll, can_focus=True):
     (focus it with Tab) since a stack can be longer than the pane."""
 
     BINDINGS = bindings("detail")
+    hex_view = False  # the packet's bytes as hex/ASCII instead of decoded headers
 
     def compose(self):
         yield Static(Text("no packet selected", style="dim"), id="detail")
 
-    def show(self, data, origin: int, trace_origin: int = 0) -> None:
+    def show(self, data, origin: int, trace_origin: int = 0, packet: Packet | None = None) -> None:
         """`origin`: the packet's first sample (the tree's times); `trace_origin`: the
-        trace's first (the list's `first seen`)."""
+        trace's first (the list's `first seen`); `packet`: the journey (what changed)."""
         text = Text()
         samples = []
         if isinstance(data, Sample):
@@ -340,6 +347,7 @@ class DetailPane(VerticalScroll, can_focus=True):
                 text.append("  stack\n", style="cyan")
                 for frame in sample.stack:
                     text.append(f"    {frame}\n")
+            text.append_text(packet_text(sample, previous_capture(packet, sample), self.hex_view))
         if not samples:
             text.append("no packet selected", style="dim")
         self.query_one("#detail", Static).update(text)

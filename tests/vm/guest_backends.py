@@ -17,6 +17,7 @@ from ipft_tui.collector import Collector
 from ipft_tui.kernel import Kernel
 from ipft_tui.model import group_by_packet
 from ipft_tui.netlab import VethPair
+from ipft_tui.packet import decode
 from ipft_tui.settings import TraceSettings
 
 KERNEL = os.environ.get("IPFT_VM_KERNEL", "")
@@ -105,7 +106,7 @@ def test_function_backend(kernel, backend):
         return
     got, notices = [], []
     collector = Collector(TraceSettings(mark=MARK, backend=backend, regex=REGEX.get(backend),
-                                        live_switches=True),
+                                        live_switches=True, capture_bytes=128),
                           lambda b: got.extend(b.samples()), on_notice=notices.append)
     started = time.monotonic()
     collector.start()
@@ -132,6 +133,17 @@ def test_function_backend(kernel, backend):
             else:
                 assert not drops, drops
                 assert any(s.function in ("kfree_skb", "__kfree_skb") for s in got)
+            # Packet bytes (--capture-bytes): what was sent, decoded.
+            # B marks the datagram in PREROUTING, after ip_rcv: look at it in udp_rcv. (traffic()
+            # also sends A -> A over loopback, marked from the start.)
+            received = [(c, {layer.key: {f.key: f.value for f in layer.fields} for layer in decode(c)})
+                        for c in (s.capture for s in got if s.function == "udp_rcv") if c]
+            to_b = [(c, layers) for c, layers in received
+                    if layers.get("IPv4", {}).get("dst") == pair.b_addr]
+            assert to_b, [layers.get("IPv4") for _, layers in received[:3]]
+            capture, layers = to_b[0]
+            assert layers["UDP"]["dport"] == "7777" and layers["Ethernet"]["type"] == "0x0800 (IPv4)"
+            result["capture_udp_rcv"] = [capture.offset, len(capture.data), capture.length]
 
             # function_graph, switched on live: return probes attach, calls nest.
             t = time.monotonic()
