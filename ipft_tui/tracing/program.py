@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IpftError
+from ..pcapfilter import c_source
 from .event import EventLayout, c_header, capture_room
 
 def bpf_dir() -> Path:
@@ -35,13 +36,13 @@ class ProgramSpec:
     module_source: str | None = None  # an extension's C code defining module()
     module_label: str = "extension"  # where module_source came from, for error messages
     defines: dict[str, int] = field(default_factory=dict)
-    filter_source: str = ""  # the pcap-filter expression as C (ipft_tui/pcapfilter.py)
+    # The pcap-filter expression as C (ipft_tui/pcapfilter.py); by default, none.
+    filter_source: str = field(default_factory=lambda: c_source(None))
 
     def _parts(self) -> list[tuple[str, str]]:
         parts = [("layout", self.layout_header), ("event", c_header(self.event_layout())),
                  ("bpf/ipft.bpf.c", (bpf_dir() / "ipft.bpf.c").read_text())]
-        if self.filter_source:
-            parts.append(("pcap-filter expression", self.filter_source))
+        parts.append(("pcap-filter expression", self.filter_source))
         if self.module_source is not None:
             parts.append((self.module_label, self.module_source))
         parts.append(("bpf/entry_points.h", (bpf_dir() / "entry_points.h").read_text()))
