@@ -79,6 +79,8 @@ class IpftApp(App):
         self._shown_key: int | None = None
         self.journey_filter = None  # predicate of the \ filter (journey_filter.py)
         self.compare_a: int | None = None  # key of the packet marked with v
+        self._error_shown = False  # the source's error was notified
+        self._mask_cache: tuple | None = None  # ((function filter, names), mask)
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
@@ -159,7 +161,7 @@ class IpftApp(App):
             self._update_view(changed)
         for notice in self.source.take_notices():
             self.notify(notice, severity="warning", timeout=6)
-        if self.source.error is not None and not getattr(self, "_error_shown", False):
+        if self.source.error is not None and not self._error_shown:
             self._error_shown = True
             self.notify(str(self.source.error), severity="error", timeout=30)
         self._update_status()
@@ -221,7 +223,7 @@ class IpftApp(App):
     def _function_mask(self) -> int:
         """Bit per interned function name the function filter matches (names grow live)."""
         names = self.store.interned.names
-        cached = getattr(self, "_mask_cache", None)
+        cached = self._mask_cache
         if cached is None or cached[0] != (self.function_filter, len(names)):
             matched = set(function_matches(names, self.function_filter))
             mask = 0
