@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from .keys import bindings
 from .. import formatting as fmt
 from ..compare import CHANGED, ONLY_A, ONLY_B, SAME, Row, compare
 from ..model import Packet
@@ -31,13 +31,11 @@ def packet_title(name: str, packet: Packet) -> Text:
 
 
 class CompareTable(DataTable):
-    BINDINGS = [Binding("j", "cursor_down", show=False), Binding("k", "cursor_up", show=False),
-                Binding("g", "scroll_top", show=False), Binding("G", "scroll_bottom", show=False)]
+    BINDINGS = bindings("table")
 
 
 class CompareScreen(Screen):
-    BINDINGS = [Binding("escape,q,equals_sign", "close", "Back"),
-                Binding("d", "to_divergence", "First divergence")]
+    BINDINGS = bindings("compare")
     DEFAULT_CSS = """
     CompareScreen #compare-title { height: auto; background: $panel; padding: 0 1; }
     CompareScreen CompareTable { height: 1fr; }

@@ -23,7 +23,9 @@ class Key:
 
 # The panes' headings on the help screen, in its order.
 PANES = {"app": "Everywhere", "list": "Packet list", "tree": "Journey tree",
-         "detail": "Details", "help": "This help"}
+         "detail": "Details", "table": "Paths and compare tables", "paths": "Paths (P)",
+         "waterfall": "Waterfall (W)", "waterfall-bars": "Waterfall bars",
+         "compare": "Compare (v, =)", "help": "This help"}
 
 DEPTH_HELP = "expand the calls to depth 1 … 9"
 KEYS = (
@@ -128,6 +130,25 @@ KEYS = (
     Key("pageup", "page_up", "PgUp", "a page up", pane="help", footer=False),
     Key("pagedown", "page_down", "PgDn", "a page down", pane="help", footer=False),
     Key("question_mark,q,escape", "close", "Close", "close", pane="help"),
+    # -- the views (paths_view.py, waterfall.py, compare.py) ---------------------------------
+    Key("j", "cursor_down", "Down", "next row", pane="table", footer=False),
+    Key("k", "cursor_up", "Up", "previous row", pane="table", footer=False),
+    Key("g", "scroll_top", "Top", "first row", pane="table", footer=False),
+    Key("G", "scroll_bottom", "Bottom", "last row", pane="table", footer=False),
+    Key("enter", "choose", "List", "list this path's packets (a display filter)",
+        pane="paths"),
+    Key("escape,q,P", "close", "Back", "back to the packets", pane="paths"),
+    Key("escape,q,W", "close", "Back", "back to the packets", pane="waterfall"),
+    Key("up,k", "move(-1)", "Up", "previous bar", pane="waterfall-bars", footer=False),
+    Key("down,j", "move(1)", "Down", "next bar", pane="waterfall-bars", footer=False),
+    Key("pageup", "page(-1)", "PgUp", "a page up", pane="waterfall-bars", footer=False),
+    Key("pagedown", "page(1)", "PgDn", "a page down", pane="waterfall-bars", footer=False),
+    Key("home,g", "to(0)", "First", "first bar", pane="waterfall-bars", footer=False),
+    Key("end,G", "to(-1)", "Last", "last bar", pane="waterfall-bars", footer=False),
+    Key("s", "to_slowest", "Slowest", "the slowest hop (self time for calls)",
+        pane="waterfall-bars"),
+    Key("d", "to_divergence", "Divergence", "the first divergence", pane="compare"),
+    Key("escape,q,equals_sign", "close", "Back", "back to the packets", pane="compare"),
 )
 
 LIVE_ACTIONS = frozenset(k.action for k in KEYS if k.live)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from .keys import bindings
 from ..formatting import duration
 from ..journey_filter import path_expression
 from ..model import PacketStore
@@ -59,15 +59,13 @@ def devices(places) -> list[str]:
 
 
 class PathTable(DataTable):
-    BINDINGS = [Binding("j", "cursor_down", show=False), Binding("k", "cursor_up", show=False),
-                Binding("g", "scroll_top", show=False), Binding("G", "scroll_bottom", show=False)]
+    BINDINGS = bindings("table")
 
 
 class PathsScreen(Screen):
     """Distinct paths of the store's journeys (or of `keys()`, the packets listed)."""
 
-    BINDINGS = [Binding("escape,q,P", "close", "Back"),
-                Binding("enter", "choose", "List its packets")]
+    BINDINGS = bindings("paths")
     DEFAULT_CSS = """
     PathsScreen PathTable { height: 1fr; }
     PathsScreen #path-box { height: 7; border-top: solid $panel; padding: 0 1; }

@@ -7,7 +7,6 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
@@ -15,6 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Static
 
+from .keys import bindings
 from .. import formatting as fmt
 from ..model import Packet, packet_id_text
 from ..waterfall import Bar, scale, slowest, span, waterfall_bars
@@ -31,15 +31,7 @@ DIM = Style(dim=True)
 class WaterfallView(ScrollView, can_focus=True):
     """Rows: lane titles and bars; the cursor moves over bars only."""
 
-    BINDINGS = [
-        Binding("up,k", "move(-1)", "Up", show=False),
-        Binding("down,j", "move(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home,g", "to(0)", "First", show=False),
-        Binding("end,G", "to(-1)", "Last", show=False),
-        Binding("s", "to_slowest", "Slowest"),
-    ]
+    BINDINGS = bindings("waterfall-bars")
     DEFAULT_CSS = "WaterfallView { overflow-y: auto; overflow-x: hidden; height: 1fr; }"
 
     def __init__(self, bars: list[Bar], **kwargs):
@@ -163,7 +155,7 @@ def bar_detail(bar: Bar | None, origin: int, is_slowest: bool) -> Text:
 
 
 class WaterfallScreen(Screen):
-    BINDINGS = [Binding("escape,q,W", "close", "Back")]
+    BINDINGS = bindings("waterfall")
     DEFAULT_CSS = """
     WaterfallScreen #waterfall-title { height: 1; background: $panel; padding: 0 1; }
     WaterfallScreen #waterfall-detail { height: 3; padding: 0 1; border-top: solid $panel; }
