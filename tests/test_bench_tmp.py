@@ -3,6 +3,7 @@ through a fixed /tmp name another user could plant a symlink at."""
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,13 @@ def test_bpftrace_output_is_private(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "bpftrace"  # stands in for bpftrace: prints what it would
-    fake.write_text("#!/bin/sh\necho 'Attaching 7 probes...'\n"
-                    "echo 'ffff0001 1 0 tracepoint:net:net_dev_queue'\n"
-                    "trap 'exit 0' INT\nwhile :; do sleep 0.05; done\n")
+    # Python, setting its SIGINT handler itself: a shell cannot trap a signal that was
+    # ignored when it started (tests run as a background job ignore SIGINT).
+    fake.write_text(f"#!{sys.executable}\nimport signal, sys, time\n"
+                    "signal.signal(signal.SIGINT, lambda *_: sys.exit(0))\n"
+                    "print('Attaching 7 probes...', flush=True)\n"
+                    "print('ffff0001 1 0 tracepoint:net:net_dev_queue', flush=True)\n"
+                    "while True:\n    time.sleep(0.05)\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     victim = tmp_path / "victim"

@@ -112,6 +112,8 @@ class FilterBar(Vertical):
         self.post_message(self.Done())
 
     def show_counts(self, shown: int, total: int) -> None:
+        if not self.is_mounted:  # the app's first status update can come before ours
+            return
         if (shown, total) != self.counts:
             self.counts = (shown, total)
             if not self.has_class("open") or not self.query_one("#filter-status").has_class("error"):
