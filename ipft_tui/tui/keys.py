@@ -41,7 +41,7 @@ KEYS = (
         "only packets through functions matching a substring or regex", palette=True),
     Key("d", "toggle_drops", "Drops", "only dropped packets (toggle)", palette=True),
     Key("backslash", "filter_journeys", "Display",
-        "display filter, as you type: drop == NO_SOCKET and port == 53",
+        "display filter, as you type: drop == NO_SOCKET and dport == 53",
         palette=True),
     Key("escape", "clear_filters", "Unfilter", "clear every filter and the search"),
     Key("P", "paths", "Paths",
