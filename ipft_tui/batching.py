@@ -58,5 +58,8 @@ class SampleBuffer:
 
 def _first(batch, count: int):
     if hasattr(batch, "records"):
+        if batch.raw is not None:
+            return type(batch).from_raw(batch.raw[:count * len(batch.raw) // len(batch)],
+                                        batch.layout)
         return type(batch)(batch.records[:count], batch.layout)
     return batch[:count]

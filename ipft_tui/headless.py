@@ -160,25 +160,36 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     if getattr(args, "write_pcap", None):
         pcap = PcapngWriter(create_private(args.write_pcap, "--write-pcap", binary=True))
 
-    def consume() -> None:
-        batches = buffer.drain_batches()
+    def write(batches: list) -> None:
         if pcap is not None:
             for batch in batches:
                 pcap.write(batch.samples())
             pcap.flush()
         if isinstance(output, JsonOutput):
             output.write_batches(batches, decorate)
-            return
-        samples = [s for batch in batches for s in batch.samples()]
-        output.write(decorate(samples) if decorate else samples)
-    # The collector only decodes; formatting (and an extension's dump) happens here,
-    # in the main thread, so the collector keeps draining the kernel's buffer.
-    buffer = SampleBuffer()
+        elif isinstance(output, AggregateOutput) and decorate is None:
+            output.write_batches(batches)
+        else:
+            samples = [s for batch in batches for s in batch.samples()]
+            output.write(decorate(samples) if decorate else samples)
+
+    # Without an extension the collector thread writes each batch as it reads it: no
+    # queue, no second thread to share the interpreter with, nothing dropped in user
+    # space; an output that falls behind leaves the kernel's ring buffer to fill, and
+    # what finds no room there is counted as lost. An extension's Lua runs in this
+    # thread (never the collector's): its batches wait in a bounded buffer, and what
+    # does not fit is dropped and counted.
+    buffer = SampleBuffer() if extension is not None else None
+
+    def consume() -> None:
+        if buffer is not None:
+            write(buffer.drain_batches())
 
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
-    collector = Collector(settings, buffer.put, kernel=kernel,
+    sink = buffer.put if buffer is not None else (lambda batch: write([batch]))
+    collector = Collector(settings, sink, kernel=kernel,
                           on_progress=lambda st: err(attach_line(st)), on_notice=notices)
     demo = None
     try:
@@ -238,12 +249,13 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     lost = collector.status.lost
     if lost:
         err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")
-    if buffer.dropped:
-        err(f"Dropped {buffer.dropped} samples: output could not keep up\n")
+    dropped = buffer.dropped if buffer is not None else 0
+    if dropped:
+        err(f"Dropped {dropped} samples: output could not keep up\n")
     if args.verbose:
         err(f"Summary: {collector.status.samples} samples delivered, {lost} lost in the kernel "
             f"({collector.status.rescued} saved by the rescue buffer), "
-            f"{buffer.dropped} dropped in user space\n")
+            f"{dropped} dropped in user space\n")
     if collector.error:
         err(f"ipft-tui: error: {collector.error}\n")
         return 1

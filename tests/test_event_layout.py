@@ -25,6 +25,10 @@ def test_fast_json_path_writes_the_same_bytes_as_the_sample_writer():
     slow = "".join(jsonlines.format_sample(s) + "\n" for s in batch.samples())
     assert fast.encode() == slow.encode()
     assert len(fast.splitlines()) == 5 and '"drop_reason":"77"' in fast
+    # The ring buffer's bytes, formatted by columns: the same lines again.
+    columns = jsonlines.format_records(RecordBatch.from_raw(raw, batch.layout))
+    assert columns.encode() == slow.encode()
+    assert RecordBatch.from_raw(raw, batch.layout).records == records
     assert jsonlines.format_records(RecordBatch(records[:0], RecordLayout(NAMES))) == ""
 
 

@@ -6,9 +6,12 @@ line followed by its samples in timestamp order.
 
 from __future__ import annotations
 
+import time
+
 from ..calltree import CallNode, build_call_tree
 from ..model import PacketStore, Sample, group_by_packet, is_clone, is_drop, packet_id_text
 
+PROGRESS_INTERVAL = 0.1  # s between "Got N traces" lines of write_batches()
 HEADER = f"{'Timestamp':<20} {'CPU':>3.3} {'Function':>32.32}"
 
 
@@ -102,13 +105,33 @@ class AggregateOutput:
         self.drops_only = drops_only
         self.samples: list[Sample] = []
         self.progress = progress
+        self._batches: list = []  # collector batches, kept as records until finish()
+        self._batched = 0
+        self._next_progress = 0.0
 
     def write(self, samples: list[Sample]) -> None:
         self.samples.extend(samples)
         if self.progress and samples:
-            self.progress(f"\rGot {len(self.samples)} traces")
+            self.progress(f"\rGot {len(self.samples) + self._batched} traces")
+
+    def write_batches(self, batches: list) -> None:
+        """Collector batches: kept as they are (their records take a few dozen bytes
+        a sample), decoded only at finish(); the count on stderr about 10 times a second."""
+        for batch in batches:
+            self._batches.append(batch)
+            self._batched += len(batch)
+        now = time.monotonic()
+        if self.progress and now >= self._next_progress:
+            self._next_progress = now + PROGRESS_INTERVAL
+            self.progress(f"\rGot {len(self.samples) + self._batched} traces")
 
     def finish(self) -> None:
+        if self._batches:
+            if self.progress:
+                self.progress(f"\rGot {len(self.samples) + self._batched} traces")
+            for batch in self._batches:
+                self.samples.extend(batch.samples())
+            self._batches, self._batched = [], 0
         self.stream.write(render(self.samples, self.tracer, self.with_fields, self.split_on_free,
                                  self.drops_only))
         self.stream.flush()

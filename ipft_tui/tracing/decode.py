@@ -61,17 +61,32 @@ class RecordLayout:
 
 
 class RecordBatch:
-    """Records of one drain of the kernel's buffer."""
+    """Records of one drain of the kernel's buffer: as tuples, or as the ring
+    buffer's bytes (`raw`, whole committed records, none discarded) that become
+    tuples only when asked for (consumers that work on columns never ask)."""
 
-    __slots__ = ("records", "layout", "_samples")
+    __slots__ = ("_records", "raw", "layout", "_samples")
 
-    def __init__(self, records: list[tuple], layout: RecordLayout):
-        self.records = records
+    def __init__(self, records: list[tuple] | None, layout: RecordLayout, raw: bytes | None = None):
+        self._records = records
+        self.raw = raw if records is None else None
         self.layout = layout
         self._samples: list[Sample] | None = None
 
+    @classmethod
+    def from_raw(cls, raw: bytes, layout: RecordLayout) -> RecordBatch:
+        return cls(None, layout, raw)
+
+    @property
+    def records(self) -> list[tuple]:
+        if self._records is None:
+            self._records = list(self.layout.event.record_struct.iter_unpack(self.raw))
+        return self._records
+
     def __len__(self) -> int:
-        return len(self.records)
+        if self._records is None:
+            return len(self.raw) // self.layout.event.record_struct.size
+        return len(self._records)
 
     def samples(self) -> list[Sample]:
         if self._samples is None:

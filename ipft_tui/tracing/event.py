@@ -169,6 +169,10 @@ class EventLayout:
         return "<" + RECORD_HEADER + self.format
 
     @cached_property
+    def record_struct(self) -> struct.Struct:
+        return struct.Struct(self.record_format)
+
+    @cached_property
     def index(self) -> dict[str, int]:
         """Field name -> its position in a record tuple (the length word is 0)."""
         names = [f.name for f in self.fields if not f.name.startswith("_")]
