@@ -32,6 +32,7 @@ from .tracing.event import (IPFT_LOST_SLOT, IPFT_PAGE_SIZE, IPFT_PROBE_FREES_DAT
                             IPFT_PROBE_FREES_SKB, IPFT_PROBE_STACK, IPFT_RESCUE_PAGES,
                             IPFT_RESCUED_SLOT)
 from .tracing.program import ProgramSpec, compile_program
+from .tracing.misses import InfoLayout, MissCounter
 from .tracing.ringbuf import RingBufReader, unpack_records
 
 # config.filter bits (IPFT_FILTER_* in bpf/ipft.bpf.c)
@@ -45,6 +46,7 @@ POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
 # of a few thousand (they stay in the CPU's caches).
 READ_LIMIT = 4096
 STATUS_INTERVAL = 0.25  # s between reads of the kernel-side lost counter
+MISSES_INTERVAL = 1.0  # s between reads of the kernel's missed counts (syscalls per probe)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class Status:
     filtered: int = 0
     samples: int = 0
     lost: int = 0  # matched in BPF but no room in the buffer
+    # Probe runs the kernel skipped (recursion, kprobe reentry: tracing/misses.py);
+    # None: this kernel does not tell. Per probe (name, count) where it tells that.
+    missed: int | None = None
+    missed_by_probe: tuple[tuple[str, int], ...] = ()
     rescued: int = 0  # refused by the main ring buffer, taken by the rescue one
     matched: int = 0  # count_only: samples BPF matched (and counted instead of delivering)
     ready: bool = False
@@ -153,6 +159,7 @@ class Collector:
         self._probe_flags: dict[int, int] = {}  # as written to the probe_flags map
         self._symbolizer: Symbolizer | None = None
         self._stacks_asked = False  # records carry stack ids only once a regex was given
+        self._misses: MissCounter | None = None
         self._perf_lost = 0
 
     # -- consumer side ----------------------------------------------------------
@@ -247,6 +254,7 @@ class Collector:
         if spec.track_skb or spec.stacks:
             self._write_probe_flags(stack_probes)
         self._open_buffer()
+        self._misses = MissCounter(InfoLayout.from_btf(self.kernel.btf[0]))
         self.status = Status(backend=name, tracer=s.tracer, mark=s.mark, mask=s.mask,
                              regex=s.regex, track_skb=s.follows_skbs,
                              stack_regex=s.stack_regex, total=len(self.backend.candidates),
@@ -341,7 +349,7 @@ class Collector:
                               attaching=False)
 
     def _loop(self) -> None:
-        next_status = time.monotonic()
+        next_status = next_misses = time.monotonic()
         while True:
             delivered = self._drain()
             try:
@@ -351,6 +359,7 @@ class Collector:
             if command == "stop":
                 self._drain()
                 self._read_counters()
+                self._read_misses()
                 return
             if command:
                 self._execute(command, arg)
@@ -358,6 +367,16 @@ class Collector:
             if now >= next_status:
                 next_status = now + STATUS_INTERVAL
                 self._read_counters()
+            if now >= next_misses:
+                next_misses = now + MISSES_INTERVAL
+                self._read_misses()
+
+    def _read_misses(self) -> None:
+        misses = self._misses.read(self.backend.link_fds())
+        if misses is not None:
+            names = self.candidate_names()
+            self.status = replace(self.status, missed=misses.total, missed_by_probe=tuple(
+                (names[probe_id], count) for probe_id, count in misses.by_probe))
 
     def _drain(self) -> int:
         if self._reader is not None:
@@ -455,6 +474,8 @@ class Collector:
             raise IpftError(f"{what}: not compiled into this program (start with it on)")
 
     def _teardown(self) -> None:
+        if self._misses is not None:
+            self._misses.close()
         if self.backend is not None:
             self.backend.close()
         if self._reader is not None:

@@ -117,6 +117,16 @@ def attach_line(status: Status) -> str:
             f"failed {status.failed}, filtered: {status.filtered})")
 
 
+def missed_line(status: Status) -> str:
+    """Probe runs the kernel skipped (its counts: tracing/misses.py), after the summary."""
+    if status.missed is None:
+        return "Missed by the kernel: not told by this kernel\n"
+    per_probe = ", ".join(f"{name} {count}" for name, count in status.missed_by_probe)
+    return (f"Missed by the kernel: {status.missed} probe runs skipped (a probe hit while "
+            f"its program or another kprobe ran on that CPU)"
+            + (f"; per probe: {per_probe}" if per_probe else "") + "\n")
+
+
 def run_headless(start: Startup, args) -> int:
     require_root()
     settings = start.settings
@@ -256,6 +266,9 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         err(f"Summary: {collector.status.samples} samples delivered, {lost} lost in the kernel "
             f"({collector.status.rescued} saved by the rescue buffer), "
             f"{dropped} dropped in user space\n")
+        err(missed_line(collector.status))
+    elif collector.status.missed:
+        err(missed_line(collector.status))
     if collector.error:
         err(f"ipft-tui: error: {collector.error}\n")
         return 1

@@ -18,6 +18,8 @@ _libc.syscall.restype = ctypes.c_long
 SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 
 BPF_PROG_LOAD = 5
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_LINK_CREATE = 28
 
@@ -117,6 +119,18 @@ def perf_link(prog_fd: int, perf_fd: int, cookie: int = 0) -> int:
     returns the link fd, which holds the perf event: closing it detaches."""
     attr = struct.pack("<IIIIQ", prog_fd, perf_fd, BPF_PERF_EVENT, 0, cookie)
     return _bpf(BPF_LINK_CREATE, attr.ljust(160, b"\0"))
+
+
+def obj_info(fd: int, size: int) -> bytes:
+    """The kernel's struct bpf_prog_info / bpf_link_info / ... of an fd, `size` bytes
+    of it (a kernel with a smaller struct leaves the rest zero)."""
+    info = ctypes.create_string_buffer(size)
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, size, ctypes.addressof(info)))
+    return info.raw
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    return _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack("<III", prog_id, 0, 0))
 
 
 def close(fd: int) -> None:

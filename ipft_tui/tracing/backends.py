@@ -177,6 +177,11 @@ class PerProbeBackend:
         self._returning.clear()
         self._attached.clear()
 
+    def link_fds(self) -> list[tuple[tuple[int, ...], int]]:
+        """(the probe ids it serves, fd) of everything attached (tracing/misses.py)."""
+        return [((p,), fd) for attached in (self._attached, self._returning)
+                for p, fd in attached.items()]
+
     def _attach(self, bpf, probe_id: int) -> int:
         raise NotImplementedError
 
@@ -354,6 +359,7 @@ class KprobeMultiBackend(FunctionBackend):
     def __init__(self, candidates: list[Target], addresses: dict[str, int]):
         super().__init__(candidates, addresses)
         self._links: list[int] = []
+        self._link_probes: list[tuple[int, ...]] = []  # the probe ids of each link
         self._selected: set[int] = set()
         self._graph = False
 
@@ -415,11 +421,16 @@ class KprobeMultiBackend(FunctionBackend):
         finally:
             bpfsys.close(fd)
         self._links.append(link)
+        self._link_probes.append(tuple(ids))
 
     def close(self) -> None:
         close_all(self._links)
         self._links.clear()
+        self._link_probes.clear()
         self._selected.clear()
+
+    def link_fds(self) -> list[tuple[tuple[int, ...], int]]:
+        return list(zip(self._link_probes, self._links))
 
 
 def make_backend(name: str, kernel, capabilities):

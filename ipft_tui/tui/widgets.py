@@ -374,6 +374,8 @@ def status_items(status: Status, *, rate: float, packets: int, evicted: int, dro
     item("", "FOLLOW" if follow else "not following (F)", "bold green" if follow else "dim")
     item("packets", f"{packets}" + (f" (-{evicted} evicted)" if evicted else ""))
     item("lost", str(status.lost), "bold white on red" if status.lost else "bold")
+    if status.missed:  # probe runs the kernel skipped
+        item("missed", str(status.missed), "bold white on red")
     item("ui drops", str(drops), "bold white on red" if drops else "bold")
     if recording:
         item("", f"REC {recording}", "bold white on red")
