@@ -242,6 +242,8 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         raise collector.error
     stop.set()  # from here on, a reader that does not read holds us up for FLUSH_GRACE at most
     consume()
+    if isinstance(output, AggregateOutput):
+        output.report_count()
     if isinstance(output, (AggregateOutput, PathsOutput)):
         err("\n")
     output.finish()

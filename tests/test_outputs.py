@@ -152,3 +152,38 @@ def test_aggregate_graph_leaf_events_print_like_ftrace():
                Sample(P1, 3, 0, "netif_rx_entry", True), Sample(P1, 4, 0, "kfree_skb")]
     body = [line[25:].rstrip() for line in aggregate.render(samples, "function_graph").splitlines()[3:]]
     assert body == ["netif_rx_entry() {", "  netif_rx();", "}", "kfree_skb();"]
+
+
+def _raw_batches():
+    """Plain ring buffer records in two batches, as the collector hands them out."""
+    import struct
+
+    from ipft_tui.tracing.decode import RecordBatch, RecordLayout
+    from ipft_tui.tracing.event import EventLayout
+
+    names = ["net_dev_queue", "a_function_name_longer_than_thirty_two_chars", "kfree_skb",
+             "consume_skb"]
+    layout = RecordLayout(names, {1: "NOT_DROPPED_YET", 2: "NO_SOCKET"}, EventLayout())
+    pack = struct.Struct(EventLayout().record_format)
+    rows = [  # pid, ts, probe, cpu, is_return, reason
+        (P2, 300, 0, 1, 0, 0), (P1, 200, 1, 1234, 1, 0), (P2, 250, 3, 0, 0, 1),
+        (P1, 200, 0, 0, 0, 0),  # same timestamp as P1's first: arrival order kept
+        (0xABC, 250, 2, 7, 0, 2), (0xABC, 260, 2, 7, 0, 77),  # named and unknown reasons
+        (0xDEF, 250, 0, 2, 0, 0),  # first at the same time as 0xABC: seen later, printed later
+    ]
+    raw = [pack.pack(pack.size - 8, *row) for row in rows]
+    return [RecordBatch.from_raw(b"".join(raw[:3]), layout),
+            RecordBatch.from_raw(b"".join(raw[3:]), layout)]
+
+
+def test_aggregate_of_raw_batches_prints_what_the_samples_print():
+    for drops_only in (False, True):
+        batches = _raw_batches()
+        samples = [s for b in batches for s in b.samples()]
+        out = io.StringIO()
+        o = aggregate.AggregateOutput(out, drops_only=drops_only)
+        o.write_batches(batches)
+        o.finish()
+        expected = aggregate.render(samples, drops_only=drops_only)
+        assert out.getvalue() == expected
+        assert expected.count("===") == (1 if drops_only else 4)

@@ -7,9 +7,12 @@ line followed by its samples in timestamp order.
 from __future__ import annotations
 
 import time
+from itertools import chain
 
 from ..calltree import CallNode, build_call_tree
-from ..model import PacketStore, Sample, group_by_packet, is_clone, is_drop, packet_id_text
+from ..model import (NOT_DROPS, PacketStore, Sample, group_by_packet, is_clone, is_drop,
+                     packet_id_text)
+from ..tracing.decode import WordPieces, per_layout, plain_columns
 
 PROGRESS_INTERVAL = 0.1  # s between "Got N traces" lines of write_batches()
 HEADER = f"{'Timestamp':<20} {'CPU':>3.3} {'Function':>32.32}"
@@ -93,6 +96,49 @@ def render(samples: list[Sample], tracer: str = "function", with_fields: bool = 
     return "\n".join(lines) + "\n"
 
 
+class _PlainLines:
+    """function_lines() of plain records (decode.plain_columns), without Samples: the
+    text after the timestamp is made once per distinct probe/CPU and reason word."""
+
+    LINE = "%-20d%s%s\n"
+
+    def __init__(self, layout):
+        names = layout.names
+        self.probe_cpu = WordPieces(lambda w: f" {w >> 32:03} {names[w & 0xFFFFFFFF]:>32.32}")
+        self.reason = WordPieces(lambda w: f" ( drop_reason: {layout.reason_name(w >> 32)} )"
+                                 if w >> 32 else "")
+        self.dropped = WordPieces(lambda w: bool(w >> 32)
+                                  and layout.reason_name(w >> 32) not in NOT_DROPS)
+
+    def render(self, raw: bytes, drops_only: bool = False) -> str:
+        """What render() prints for these records' samples (tracer function, no fields)."""
+        pids, timestamps, probe_cpu, return_reason = plain_columns(raw)
+        lines: list[str] = []
+        for start in range(0, len(pids), 4096):  # one `%` per few thousand lines
+            end = min(start + 4096, len(pids))
+            args = tuple(chain.from_iterable(zip(
+                timestamps[start:end], map(self.probe_cpu.__getitem__, probe_cpu[start:end]),
+                map(self.reason.__getitem__, return_reason[start:end]))))
+            lines += ((self.LINE * (end - start)) % args).split("\n")[:-1]
+        journeys: dict[int, list[int]] = {}  # as group_by_packet(): by packet, first seen first
+        add = journeys.setdefault
+        for i, pid in enumerate(pids):
+            add(pid, []).append(i)
+        ordered = list(journeys.values())
+        for journey in ordered:
+            if len(journey) > 1:
+                journey.sort(key=timestamps.__getitem__)  # stable, as Samples sort
+        ordered.sort(key=lambda journey: timestamps[journey[0]])
+        if drops_only:
+            dropped = self.dropped
+            ordered = [j for j in ordered if any(dropped[return_reason[i]] for i in j)]
+        out = ["", HEADER]
+        for journey in ordered:
+            out.append("===")
+            out += map(lines.__getitem__, journey)
+        return "\n".join(out) + "\n"
+
+
 class AggregateOutput:
     """Collects samples; prints everything at finish(). Reports a running count on stderr."""
 
@@ -125,10 +171,23 @@ class AggregateOutput:
             self._next_progress = now + PROGRESS_INTERVAL
             self.progress(f"\rGot {len(self.samples) + self._batched} traces")
 
+    def report_count(self) -> None:
+        """The final count (write_batches() writes it at most every PROGRESS_INTERVAL)."""
+        if self.progress and self._batched:
+            self.progress(f"\rGot {len(self.samples) + self._batched} traces")
+
     def finish(self) -> None:
+        layouts = {id(batch.layout): batch.layout for batch in self._batches}
+        if (self._batches and not self.samples and len(layouts) == 1 and self.tracer == "function"
+                and not (self.with_fields or self.split_on_free)
+                and all(batch.raw is not None and batch.layout.plain for batch in self._batches)):
+            raw = b"".join(batch.raw for batch in self._batches)
+            self._batches, self._batched = [], 0
+            self.stream.write(per_layout(next(iter(layouts.values())), _PlainLines).render(
+                raw, self.drops_only))
+            self.stream.flush()
+            return
         if self._batches:
-            if self.progress:
-                self.progress(f"\rGot {len(self.samples) + self._batched} traces")
             for batch in self._batches:
                 self.samples.extend(batch.samples())
             self._batches, self._batched = [], 0

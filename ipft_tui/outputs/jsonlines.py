@@ -6,9 +6,7 @@ import json
 from itertools import chain
 
 from ..model import Capture, Meta, Sample, packet_id_text
-from ..tracing.decode import BASE, RecordBatch
-from ..tracing.event import EventLayout
-from ..tracing.ringbuf import HEADER
+from ..tracing.decode import BASE, RecordBatch, WordPieces, per_layout, plain_columns
 
 
 def format_sample(sample: Sample, with_tuple: bool = False) -> str:
@@ -176,7 +174,7 @@ def format_records(batch: RecordBatch) -> str | None:
     if not layout.plain:
         return None
     if batch.raw is not None:
-        return _PlainColumns.of(layout).format(batch.raw)
+        return per_layout(layout, _PlainJson).format(batch.raw)
     quoted = [json.dumps(n) for n in layout.names]
     plain = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,"is_return":%s}\n'
     dropped = ('{"packet_id":"0x%x","timestamp":%d,"processor_id":%d,"function":%s,'
@@ -191,69 +189,26 @@ def format_records(batch: RecordBatch) -> str | None:
     return "".join(lines)
 
 
-class _Pieces(dict):
-    """Text pieces by a record word, made on first sight (few distinct words)."""
+class _PlainJson:
+    """JSON lines of plain records by columns (decode.plain_columns), one `%` per batch:
+    the text of the probe/CPU word and of the return/reason word is made once per
+    distinct value."""
 
-    def __init__(self, make):
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, word: int) -> str:
-        piece = self[word] = self.make(word)
-        return piece
-
-
-def _word_index(offset: int) -> int:
-    at = HEADER + offset
-    if at % 8:
-        raise ValueError("the plain event's fields moved: update _PlainColumns")
-    return at // 8
-
-
-class _PlainColumns:
-    """JSON lines of plain records (the base fields only) by columns: the ring buffer's
-    bytes seen as 64-bit words, one strided slice per field, and one `%` per batch.
-
-    A plain record is 8-byte words: the length word, packet_id, timestamp, probe_id
-    and processor_id in one word, is_return and drop_reason (padding between them is
-    zeroed by BPF) in one word. The text of the last two is looked up per word value."""
-
-    _offsets = EventLayout().offsets()
-    STRIDE = EventLayout().record_struct.size // 8
-    PID, TS = _word_index(_offsets["packet_id"]), _word_index(_offsets["timestamp"])
-    PROBE_CPU, RETURN_REASON = _word_index(_offsets["probe_id"]), _word_index(_offsets["is_return"])
-    if (_offsets["processor_id"] != _offsets["probe_id"] + 4
-            or _offsets["drop_reason"] != _offsets["is_return"] + 4):
-        raise ValueError("the plain event's fields moved: update _PlainColumns")
     LINE = '{"packet_id":"0x%x","timestamp":%d,"processor_id":%s%s}\n'
-    _cache: dict[int, tuple] = {}  # id(layout) -> (layout, its columns)
 
     def __init__(self, layout):
         names = [json.dumps(n) for n in layout.names]
-        self.probe_cpu = _Pieces(lambda w: f'{w >> 32},"function":{names[w & 0xFFFFFFFF]}')
-        self.return_reason = _Pieces(
+        self.probe_cpu = WordPieces(lambda w: f'{w >> 32},"function":{names[w & 0xFFFFFFFF]}')
+        self.return_reason = WordPieces(
             lambda w: f',"is_return":{"true" if w & 0xFF else "false"}' + (
                 f',"drop_reason":{json.dumps(layout.reason_name(w >> 32))}' if w >> 32 else ""))
 
-    @classmethod
-    def of(cls, layout) -> _PlainColumns:
-        """One per layout (a run has one), kept while the layout lives."""
-        found = cls._cache.get(id(layout))
-        if found is None or found[0] is not layout:
-            found = cls._cache[id(layout)] = (layout, cls(layout))
-            if len(cls._cache) > 8:
-                cls._cache = {id(layout): found}
-        return found[1]
-
     def format(self, raw: bytes) -> str:
-        words = memoryview(raw).cast("Q")
-        step = self.STRIDE
-        count = len(words) // step
+        pids, timestamps, probe_cpu, return_reason = plain_columns(raw)
         args = tuple(chain.from_iterable(zip(
-            words[self.PID::step].tolist(), words[self.TS::step].tolist(),
-            map(self.probe_cpu.__getitem__, words[self.PROBE_CPU::step].tolist()),
-            map(self.return_reason.__getitem__, words[self.RETURN_REASON::step].tolist()))))
-        return (self.LINE * count) % args
+            pids, timestamps, map(self.probe_cpu.__getitem__, probe_cpu),
+            map(self.return_reason.__getitem__, return_reason))))
+        return (self.LINE * len(pids)) % args
 
 
 class JsonOutput:

@@ -9,12 +9,13 @@ with about a million events per second.
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 from ..model import Capture, Meta, Sample
-from .event import IPFT_ETH_P_IP, IPFT_ETH_P_IPV6, META, EventLayout
+from .event import IPFT_ETH_P_IP, IPFT_ETH_P_IPV6, META, RECORD_HEADER, EventLayout
 
 
 def _address(l3_proto: int, raw: bytes) -> str:
@@ -92,6 +93,59 @@ class RecordBatch:
         if self._samples is None:
             self._samples = decode(self.records, self.layout)
         return self._samples
+
+
+# -- plain records by columns ---------------------------------------------------------
+# A plain record (the base fields only) is 8-byte words: the ring buffer's length
+# word, packet_id, timestamp, probe_id with processor_id, is_return with drop_reason
+# (BPF zeroes the padding between them). Outputs that need only these read a batch's
+# bytes as columns, one strided slice per word, without a tuple per record.
+def _plain_words() -> tuple[int, int, int, int, int]:
+    event = EventLayout()
+    at = {name: (struct.calcsize("<" + RECORD_HEADER) + offset) for name, offset in event.offsets().items()}
+    if (any(at[name] % 8 for name in ("packet_id", "timestamp", "probe_id", "is_return"))
+            or at["processor_id"] != at["probe_id"] + 4 or at["drop_reason"] != at["is_return"] + 4
+            or event.record_struct.size % 8):
+        raise ValueError("the plain event's fields moved: update plain_columns()")
+    return (event.record_struct.size // 8, at["packet_id"] // 8, at["timestamp"] // 8,
+            at["probe_id"] // 8, at["is_return"] // 8)
+
+
+_STRIDE, _PID, _TS, _PROBE_CPU, _RETURN_REASON = _plain_words()
+
+
+def plain_columns(raw: bytes) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Plain records' packet ids, timestamps, probe_id | processor_id << 32 words and
+    is_return | drop_reason << 32 words (little endian, as BPF writes them)."""
+    words = memoryview(raw).cast("Q")
+    return (words[_PID::_STRIDE].tolist(), words[_TS::_STRIDE].tolist(),
+            words[_PROBE_CPU::_STRIDE].tolist(), words[_RETURN_REASON::_STRIDE].tolist())
+
+
+class WordPieces(dict):
+    """Text pieces by a record word, made on first sight (a run has few distinct ones)."""
+
+    def __init__(self, make: Callable[[int], str]):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, word: int) -> str:
+        piece = self[word] = self.make(word)
+        return piece
+
+
+_PER_LAYOUT: dict[tuple[int, type], tuple] = {}
+
+
+def per_layout(layout: RecordLayout, make: type):
+    """make(layout), made once per layout (a run has one) and kept while it lives."""
+    key = (id(layout), make)
+    found = _PER_LAYOUT.get(key)
+    if found is None or found[0] is not layout:
+        if len(_PER_LAYOUT) > 16:
+            _PER_LAYOUT.clear()
+        found = _PER_LAYOUT[key] = (layout, make(layout))
+    return found[1]
 
 
 BASE = ("packet_id", "timestamp", "processor_id", "probe_id", "is_return", "drop_reason")
