@@ -260,7 +260,8 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
             f"{FLUSH_GRACE:g} s of the stop\n")
     lost = collector.status.lost
     if lost:
-        err(f"Lost {lost} samples (the buffer was full; try a larger --ringbuf-pages)\n")
+        err(f"Lost {lost} samples (the kernel's buffer was full: the output did not keep up "
+            f"or the buffer is too small; try a larger --ringbuf-pages)\n")
     dropped = buffer.dropped if buffer is not None else 0
     if dropped:
         err(f"Dropped {dropped} samples: output could not keep up\n")

@@ -1,9 +1,10 @@
 """Raw event records and their decoding into Samples.
 
-The collector hands out RecordBatch objects: the ring buffer's records as
-tuples, decoded into Samples only by consumers that need them. Headless JSON
-formats records directly (outputs/jsonlines.py), which is what lets it keep up
-with about a million events per second.
+The collector hands out RecordBatch objects: the ring buffer's records as bytes
+(or tuples), decoded into Samples only by consumers that need them. Headless JSON
+and aggregate read plain records as columns (plain_columns) and never build a
+tuple or a Sample per record, which is what lets them keep up with millions of
+events per second.
 """
 
 from __future__ import annotations
