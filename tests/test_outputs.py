@@ -187,3 +187,19 @@ def test_aggregate_of_raw_batches_prints_what_the_samples_print():
         expected = aggregate.render(samples, drops_only=drops_only)
         assert out.getvalue() == expected
         assert expected.count("===") == (1 if drops_only else 4)
+
+
+def test_guarded_stdout_writes_to_dev_null_in_one_go_and_to_pipes_in_pieces():
+    import os
+    import threading
+
+    from ipft_tui.outputs.stdout import GuardedStdout
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    read_end, write_end = os.pipe()
+    try:
+        assert not GuardedStdout(null, threading.Event())._may_block
+        assert GuardedStdout(write_end, threading.Event())._may_block
+    finally:
+        for fd in (null, read_end, write_end):
+            os.close(fd)

@@ -26,7 +26,9 @@ class GuardedStdout:
         self._deadline: float | None = None
         mode = os.fstat(fd).st_mode
         # Pipes, sockets and terminals can block; regular files and /dev/null cannot.
-        self._may_block = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+        dev_null = stat.S_ISCHR(mode) and os.fstat(fd).st_rdev == os.makedev(1, 3)
+        self._may_block = (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+                           or (stat.S_ISCHR(mode) and not dev_null))
 
     def write(self, text: str) -> None:
         data = memoryview(text.encode())
