@@ -385,8 +385,10 @@ class Collector:
             if rescued:  # a few, out of order by microseconds: consumers sort by time
                 raw += rescued
                 discarded |= rescued_discarded
-            batch = (RecordBatch(unpack_records(raw, self._event), self._layout) if discarded
-                     else RecordBatch.from_raw(raw, self._layout))
+            # Plain records stay bytes (headless reads them as columns); others are
+            # unpacked here, off the consumer's thread (the TUI's is its UI thread).
+            batch = (RecordBatch.from_raw(raw, self._layout) if self._layout.plain and not discarded
+                     else RecordBatch(unpack_records(raw, self._event, discarded), self._layout))
         else:
             self._bpf.perf_buffer_poll(timeout=0)
             records, self._pending = self._pending, []
