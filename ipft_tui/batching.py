@@ -10,17 +10,29 @@ from .model import Sample
 class SampleBuffer:
     """The collector puts batches (RecordBatches, or lists of Samples); the consumer
     drains everything at once. When it falls behind by more than `capacity`
-    samples, new ones are dropped and counted."""
+    samples, new ones are dropped and counted; or, with wait_for_room (--no-drop),
+    the collector waits for room, leaving the kernel's buffer to fill (its losses are
+    counted there), until close()."""
 
-    def __init__(self, capacity: int = 1_000_000):
+    def __init__(self, capacity: int = 1_000_000, wait_for_room: bool = False):
         self.capacity = capacity
+        self.wait_for_room = wait_for_room
         self.dropped = 0
         self._batches: list[list[Sample]] = []
         self._size = 0
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._closed = False
 
     def put(self, samples) -> None:
         with self._lock:
+            if self.wait_for_room:
+                while self._size >= self.capacity and not self._closed:
+                    self._room.wait()
+                if not self._closed:
+                    self._batches.append(samples)  # whole: at most one batch over capacity
+                    self._size += len(samples)
+                    return
             room = self.capacity - self._size
             if room <= 0:
                 self.dropped += len(samples)
@@ -31,9 +43,16 @@ class SampleBuffer:
             self._batches.append(samples)
             self._size += len(samples)
 
+    def close(self) -> None:
+        """No more waiting for room: from now on what does not fit is dropped."""
+        with self._lock:
+            self._closed = True
+            self._room.notify_all()
+
     def drain_batches(self, limit: int | None = None) -> list:
         """Waiting batches, oldest first: all, or whole batches up to about `limit` samples."""
         with self._lock:
+            self._room.notify_all()
             if limit is None or self._size <= limit:
                 batches, self._batches, self._size = self._batches, [], 0
                 return batches

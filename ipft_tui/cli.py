@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "skb addresses); default: group by address like ipftrace2")
     p.add_argument("--drops-only", action="store_true",
                    help="-o aggregate: print only the journeys of dropped packets")
+    p.add_argument("--no-drop", action="store_true",
+                   help="headless: never drop samples in user space. Without -s/-e nothing is "
+                        "(the reading thread writes the output); with one, the reader waits for "
+                        "the script, the kernel's buffer fills and what finds no room there is "
+                        "counted as lost")
     p.add_argument("--check", action="store_true",
                    help="print which backends this kernel supports, and why not, then exit")
     p.add_argument("--dump-bpf", action="store_true",

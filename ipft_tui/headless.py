@@ -188,8 +188,9 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     # space; an output that falls behind leaves the kernel's ring buffer to fill, and
     # what finds no room there is counted as lost. An extension's Lua runs in this
     # thread (never the collector's): its batches wait in a bounded buffer, and what
-    # does not fit is dropped and counted.
-    buffer = SampleBuffer() if extension is not None else None
+    # does not fit is dropped and counted, or with --no-drop the collector waits.
+    buffer = (SampleBuffer(wait_for_room=getattr(args, "no_drop", False))
+              if extension is not None else None)
 
     def consume() -> None:
         if buffer is not None:
@@ -235,7 +236,15 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     finally:
         if demo:
             demo.__exit__(None, None, None)
-        collector.stop()
+        if buffer is not None and buffer.wait_for_room:
+            # The collector may be waiting for room: keep consuming while it stops.
+            stopping = threading.Thread(target=collector.stop, daemon=True)
+            stopping.start()
+            while stopping.is_alive():
+                consume()
+                stopping.join(0.05)
+        else:
+            collector.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if collector.error and collector.status.samples == 0 and not stop.is_set():

@@ -94,7 +94,8 @@ def check_options(args: argparse.Namespace) -> Startup:
     else:
         _refuse(args, "headless only (with -o); the TUI shows flows and drops itself",
                 drops_only="--drops-only", split_on_free="--split-on-free",
-                output_tuple="--output-tuple", enable_probe_server="--enable-probe-server")
+                output_tuple="--output-tuple", enable_probe_server="--enable-probe-server",
+                no_drop="--no-drop")
     if args.overwrite and not args.record:
         raise IpftError("--overwrite goes with --record FILE")
     max_packets = DEFAULT_MAX_PACKETS

@@ -203,3 +203,34 @@ def test_guarded_stdout_writes_to_dev_null_in_one_go_and_to_pipes_in_pieces():
     finally:
         for fd in (null, read_end, write_end):
             os.close(fd)
+
+
+def test_sample_buffer_without_drops_waits_for_room_until_closed():
+    import threading
+
+    from ipft_tui.batching import SampleBuffer
+
+    buffer = SampleBuffer(capacity=2, wait_for_room=True)
+    buffer.put([1, 2, 3])  # room for a whole batch while not full
+    waiting = threading.Thread(target=buffer.put, args=([4],))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # full: the collector waits instead of dropping
+    assert buffer.drain() == [1, 2, 3]
+    waiting.join(5)
+    assert not waiting.is_alive() and buffer.drain() == [4] and buffer.dropped == 0
+    buffer.put([5, 6])
+    closing = threading.Thread(target=buffer.put, args=([7],))
+    closing.start()
+    buffer.close()  # stopping: nobody will make room any more
+    closing.join(5)
+    assert not closing.is_alive() and buffer.dropped == 1 and buffer.drain() == [5, 6]
+
+
+def test_sample_buffer_drops_beyond_capacity_by_default():
+    from ipft_tui.batching import SampleBuffer
+
+    buffer = SampleBuffer(capacity=2)
+    buffer.put([1, 2, 3])
+    buffer.put([4])
+    assert buffer.drain() == [1, 2] and buffer.dropped == 2

@@ -38,6 +38,7 @@ HEADLESS = ("-m", "1", "-o", "json")
     (["--drops-only"], "--drops-only: headless only"),
     (["--output-tuple"], "--output-tuple: headless only"),
     (["--enable-probe-server"], "--enable-probe-server: headless only"),
+    (["--no-drop"], "--no-drop: headless only"),
     (["--replay", "t.jsonl", "--record", "u.jsonl"], "--record: --replay shows"),
     (["--replay", "t.jsonl", "--demo"], "--demo: --replay shows"),
     (["--replay", "t.jsonl", "-s", "x.lua"], "-s: --replay shows"),
