@@ -164,7 +164,7 @@ def is_free_path(function: str) -> bool:
 
 
 class Interned:
-    """Names and metas shared by all packets of a store: samples keep small indexes."""
+    """Names, metas and entry places shared by all packets of a store: samples keep small indexes."""
 
     def __init__(self):
         self.names: list[str] = []
@@ -175,6 +175,8 @@ class Interned:
         # by identity first skips hashing its fields. (Interned metas stay alive, so
         # their ids stay unique.)
         self._meta_by_object: dict[int, int] = {}
+        # (entry point, ifindex, netns) -> bit: a packet keeps the entries it passed as a mask.
+        self._entry_bits: dict[tuple[str, int, int], int] = {}
 
     def name_id(self, name: str) -> int:
         found = self._name_ids.get(name)
@@ -195,105 +197,155 @@ class Interned:
                 self._meta_by_object[id(meta)] = found
         return found
 
+    def entry_bit(self, place: tuple[str, int, int]) -> int:
+        found = self._entry_bits.get(place)
+        if found is None:
+            found = self._entry_bits[place] = 1 << len(self._entry_bits)
+        return found
+
 
 _RETURN_BIT = 1 << 31
+_INFO_MASK = (1 << 32) - 1
 _NO_EXTRA = (None, None, 0, None, None)
+SEGMENT_PACKETS = 4096  # packets whose samples share one set of columns
+
+
+class Segment:
+    """Columns holding the samples of up to SEGMENT_PACKETS consecutive packets.
+
+    A sample is a timestamp, a word (function id | cpu << 16 | is_return << 31 |
+    meta id << 32) and the index of its packet's next sample in the segment (-1:
+    none): 20 bytes, where a Sample tuple would take several hundred. The rare parts
+    (fields, drop reasons, clone skbs, stacks, packet bytes) sit in a dict aside.
+    Packets are evicted oldest first, so a segment's memory goes with its last packet."""
+
+    __slots__ = ("ts", "word", "next", "extra", "interned", "packets")
+
+    def __init__(self, interned: Interned):
+        self.ts = array("q")
+        self.word = array("Q")
+        self.next = array("i")
+        self.extra: dict[int, tuple] = {}
+        self.interned = interned
+        self.packets = 0  # created in it so far
 
 
 class Packet:
     """One journey: the samples of one skb between its allocation and its free.
 
-    Samples are kept compactly (a timestamp, a word of function/CPU/return, a meta
-    index; drop reasons and extension fields aside) and rebuilt as `Sample`s when
-    asked for: a live TUI may hold millions of them."""
+    Its samples live in its segment's columns, chained in arrival order, and are
+    rebuilt as `Sample`s when asked for: a live TUI may hold millions of them, a
+    replay every sample of its file."""
 
-    __slots__ = ("key", "packet_id", "_interned", "_ts", "_info", "_meta", "_extra",
-                 "_functions", "_cpus", "_first", "_last", "freed", "freed_at", "drop_reason",
-                 "drop_function", "meta", "_entries", "flow_changes", "_path")
+    __slots__ = ("key", "packet_id", "_seg", "_head", "_tail", "_first", "_last", "_count",
+                 "_functions", "_cpus", "_freed", "drop_reason", "drop_function", "meta",
+                 "_entries", "_flows", "_path")
 
-    def __init__(self, key: int, packet_id: int, interned: Interned | None = None):
+    def __init__(self, key: int, packet_id: int, segment: Segment):
         self.key = key  # unique within a PacketStore; packet ids are recycled
         self.packet_id = packet_id
-        self._interned = interned or Interned()
-        self._ts = array("q")
-        self._info = array("I")  # function id | cpu << 16 | is_return << 31
-        self._meta = array("I")
-        # sample index -> (fields, drop reason, clone skb, stack): the rare parts
-        self._extra: dict[int, tuple] | None = None
+        self._seg = segment
+        self._head = self._tail = -1  # first and latest added sample (indexes into the segment)
+        self._first = self._last = -1  # earliest and latest sample by timestamp
+        self._count = 0
         self._functions = 0  # bit per function id
         self._cpus = 0  # bit per CPU
-        self._first = self._last = 0  # indexes of the earliest and latest samples
-        self.freed = False  # its end was seen; else it is "open"
-        self.freed_at = 0  # timestamp of that free
+        self._freed = -1  # index of the sample that ended it (-1: open, its end not seen)
         self.drop_reason: str | None = None
         self.drop_function: str | None = None  # where it was dropped
         self.meta: Meta | None = None  # the first sample's that had headers: the flow
+        self._entries = 0  # bits of the entry points passed, where (Interned.entry_bit)
+        self._flows: list[Meta] | None = None  # each later flow (NAT, encapsulation), in order
         self._path: tuple | None = None  # (samples then, path(), metas()), see _summary
-        self._entries: set[tuple[str, int, int]] | None = None  # entry points passed, where
-        # Each later flow the packet had (NAT, encapsulation), in order: [] when none.
-        self.flow_changes: list[Meta] = []
 
     @property
     def dropped(self) -> bool:
         return self.drop_reason is not None
+
+    @property
+    def freed(self) -> bool:
+        """Its end was seen; else it is "open"."""
+        return self._freed >= 0
+
+    @property
+    def freed_at(self) -> int:
+        """Timestamp of the free that ended it (0 while open)."""
+        return self._seg.ts[self._freed] if self._freed >= 0 else 0
+
+    @property
+    def flow_changes(self) -> list[Meta]:
+        """Each later flow the packet had (NAT, encapsulation), in order: [] when none."""
+        return list(self._flows) if self._flows else []
 
     def starts_new_journey(self, sample: Sample) -> bool:
         """Whether the sample, at this journey's address, is another packet's (the rules above)."""
         if sample.is_return:
             return False
         ts = sample.timestamp
-        if self.freed:
-            return not (is_free_path(sample.function) and ts - self.freed_at <= FREE_PATH_WINDOW)
-        if ts - self._ts[self._last] > NEW_PACKET_GAP:
+        seg_ts = self._seg.ts
+        if self._freed >= 0:
+            return not (is_free_path(sample.function)
+                        and ts - seg_ts[self._freed] <= FREE_PATH_WINDOW)
+        if ts - seg_ts[self._last] > NEW_PACKET_GAP:
             return True
         meta = sample.meta
         if meta is None:
             return False
         if meta.saddr and self.meta is not None:
-            flow = self.flow_changes[-1] if self.flow_changes else self.meta
+            flow = self._flows[-1] if self._flows else self.meta
             if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
                 return True
-        return (self._entries is not None and sample.function in ENTRY_POINTS
-                and (sample.function, meta.ifindex, meta.netns) in self._entries)
+        if not self._entries or sample.function not in ENTRY_POINTS:
+            return False
+        bit = self._seg.interned._entry_bits.get((sample.function, meta.ifindex, meta.netns))
+        return bit is not None and bool(self._entries & bit)
 
     def add(self, sample: Sample) -> None:
-        interned = self._interned
+        seg = self._seg
+        interned = seg.interned
         function = sample.function
         name_id = interned._name_ids.get(function)
         if name_id is None:
             name_id = interned.name_id(function)
-        index = len(self._ts)
+        seg_ts = seg.ts
+        index = len(seg_ts)
         ts = sample.timestamp
-        self._ts.append(ts)
-        self._info.append(name_id | (sample.processor_id & 0x7FFF) << 16
-                          | (_RETURN_BIT if sample.is_return else 0))
-        self._meta.append(interned.meta_id(sample.meta))
-        clone = is_clone(sample)
+        cpu = sample.processor_id & 0x7FFF
+        meta = sample.meta
+        seg_ts.append(ts)
+        seg.word.append(name_id | cpu << 16 | (_RETURN_BIT if sample.is_return else 0)
+                        | interned.meta_id(meta) << 32)
+        seg.next.append(-1)
+        if self._tail < 0:
+            self._head = self._first = self._last = index
+        else:
+            seg.next[self._tail] = index
+            if ts < seg_ts[self._first]:
+                self._first = index
+            if ts >= seg_ts[self._last]:
+                self._last = index
+        self._tail = index
+        self._count += 1
+        clone = sample.skb != 0 and sample.skb != sample.packet_id
         capture = sample.capture
-        if (sample.fields is not None or sample.drop_reason is not None or clone
+        reason = sample.drop_reason
+        if (sample.fields is not None or reason is not None or clone
                 or sample.stack is not None or capture is not None):
-            if self._extra is None:
-                self._extra = {}
-            if capture is not None and index and (index - 1) in self._extra:
-                previous = self._extra[index - 1][4]
-                if previous == capture:  # unchanged bytes: share one copy
-                    capture = previous
+            extra = seg.extra
+            if capture is not None:
+                previous = extra.get(index - 1)
+                if previous is not None and previous[4] == capture:
+                    capture = previous[4]  # unchanged bytes: share one copy
             # Only a clone's skb is kept: for the others it is the packet id.
-            self._extra[index] = (sample.fields, sample.drop_reason,
-                                  sample.skb if clone else 0, sample.stack, capture)
+            extra[index] = (sample.fields, reason, sample.skb if clone else 0, sample.stack,
+                            capture)
         self._functions |= 1 << name_id
-        self._cpus |= 1 << (sample.processor_id & 0x7FFF)
-        if ts < self._ts[self._first]:
-            self._first = index
-        if ts >= self._ts[self._last]:
-            self._last = index
+        self._cpus |= 1 << cpu
         ends = sample.journey_end
         if ends is None:  # not following skbs: the packet's skb is the only one
             ends = function in FREE_FUNCTIONS and not sample.is_return
-        if ends and not self.freed:
-            self.freed = True
-            self.freed_at = ts
-        reason = sample.drop_reason
+        if ends and self._freed < 0:
+            self._freed = index
         if reason is not None and reason not in NOT_DROPS:
             self.drop_reason = reason
             self.drop_function = function
@@ -302,44 +354,64 @@ class Packet:
             # ipftrace2's JSON has no drop reason: kfree_skb frees a dropped packet.
             self.drop_reason = NO_REASON
             self.drop_function = function
-        meta = sample.meta
         if meta is not None:
             if function in ENTRY_POINTS and not sample.is_return:
-                if self._entries is None:
-                    self._entries = set()
-                self._entries.add((function, meta.ifindex, meta.netns))
+                self._entries |= interned.entry_bit((function, meta.ifindex, meta.netns))
             if meta.saddr:
                 if self.meta is None:
                     self.meta = meta
-                elif not same_flow(meta, self.flow_changes[-1] if self.flow_changes
-                                   else self.meta):
-                    self.flow_changes.append(meta)
+                elif not same_flow(meta, self._flows[-1] if self._flows else self.meta):
+                    if self._flows is None:
+                        self._flows = []
+                    self._flows.append(meta)
 
     @property
     def flows(self) -> list[Meta]:
         """The packet's flow, then each it changed to."""
-        return [self.meta, *self.flow_changes] if self.meta is not None else []
+        if self.meta is None:
+            return []
+        return [self.meta, *self._flows] if self._flows else [self.meta]
+
+    def _indexes(self) -> list[int]:
+        """Its samples' indexes into the segment, in arrival order."""
+        out = []
+        i, nxt = self._head, self._seg.next
+        while i >= 0:
+            out.append(i)
+            i = nxt[i]
+        return out
+
+    def _ordered(self) -> list[int]:
+        """Its samples' indexes in timestamp order (arrival order, unless some came late)."""
+        indexes = self._indexes()
+        ts = self._seg.ts
+        previous = -1 << 63
+        for i in indexes:
+            if ts[i] < previous:
+                return sorted(indexes, key=ts.__getitem__)
+            previous = ts[i]
+        return indexes
 
     def _sample(self, i: int) -> Sample:
-        info = self._info[i]
-        fields, reason, skb, stack, capture = (self._extra.get(i, _NO_EXTRA) if self._extra
-                                               else _NO_EXTRA)
-        return Sample(packet_id=self.packet_id, timestamp=self._ts[i],
-                      processor_id=(info >> 16) & 0x7FFF,
-                      function=self._interned.names[info & 0xFFFF],
-                      is_return=bool(info & _RETURN_BIT), fields=fields, drop_reason=reason,
-                      meta=self._interned.metas[self._meta[i]], skb=skb, stack=stack,
+        seg = self._seg
+        word = seg.word[i]
+        extra = seg.extra
+        fields, reason, skb, stack, capture = extra.get(i, _NO_EXTRA) if extra else _NO_EXTRA
+        interned = seg.interned
+        return Sample(packet_id=self.packet_id, timestamp=seg.ts[i],
+                      processor_id=(word >> 16) & 0x7FFF,
+                      function=interned.names[word & 0xFFFF],
+                      is_return=bool(word & _RETURN_BIT), fields=fields, drop_reason=reason,
+                      meta=interned.metas[word >> 32], skb=skb, stack=stack,
                       capture=capture)
 
     @property
     def samples(self) -> list[Sample]:
         """The journey in timestamp order."""
-        ts = self._ts
-        order = sorted(range(len(ts)), key=ts.__getitem__)
-        return [self._sample(i) for i in order]
+        return [self._sample(i) for i in self._ordered()]
 
     def __len__(self) -> int:
-        return len(self._ts)
+        return self._count
 
     @property
     def first(self) -> Sample:
@@ -350,52 +422,57 @@ class Packet:
         return self._sample(self._last)
 
     @property
+    def first_timestamp(self) -> int:
+        return self._seg.ts[self._first]
+
+    @property
     def duration(self) -> int:
-        return self._ts[self._last] - self._ts[self._first]
+        ts = self._seg.ts
+        return ts[self._last] - ts[self._first]
 
     @property
     def functions(self) -> set[str]:
-        names, mask = self._interned.names, self._functions
+        names, mask = self._seg.interned.names, self._functions
         return {names[i] for i in range(len(names)) if mask >> i & 1}
 
     def has_function(self, function: str) -> bool:
-        found = self._interned._name_ids.get(function)
+        found = self._seg.interned._name_ids.get(function)
         return found is not None and bool(self._functions >> found & 1)
 
     def metas(self) -> list[Meta]:
         """The distinct headers/devices seen along the journey, in order."""
         cached = self._path
-        if cached is None or cached[0] != len(self._ts):
+        if cached is None or cached[0] != self._count:
             cached = self._summary()
         return cached[2]
 
     def function_bits(self) -> tuple[int, list[str]]:
         """A bit per function seen (by index into the returned name table)."""
-        return self._functions, self._interned.names
+        return self._functions, self._seg.interned.names
 
     def path(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The functions of the entries in time order with repeats collapsed, and the
         devices/namespaces crossed in order (see paths.py)."""
         cached = self._path  # checked here: the paths view asks every journey, often
-        if cached is None or cached[0] != len(self._ts):
+        if cached is None or cached[0] != self._count:
             cached = self._summary()
         return cached[1]
 
     def _summary(self) -> tuple:
         """(sample count, path(), metas()), cached until the next sample."""
-        ts, info, metas_of = self._ts, self._info, self._meta
-        names, metas = self._interned.names, self._interned.metas
+        word_of = self._seg.word
+        names, metas = self._seg.interned.names, self._seg.interned.metas
         functions: list[str] = []
         places: list[str] = []
         seen: list[Meta] = []
         seen_ids: set[int] = set()
-        for i in sorted(range(len(ts)), key=ts.__getitem__):
-            word = info[i]
+        for i in self._ordered():
+            word = word_of[i]
             if not word & _RETURN_BIT:
                 name = names[word & 0xFFFF]
                 if not functions or functions[-1] != name:
                     functions.append(name)
-            meta_id = metas_of[i]
+            meta_id = word >> 32
             if meta_id and meta_id not in seen_ids:
                 seen_ids.add(meta_id)
                 meta = metas[meta_id]
@@ -403,7 +480,7 @@ class Packet:
                 place = place_text(meta)
                 if place and place not in places:
                     places.append(place)
-        self._path = (len(ts), (tuple(functions), tuple(places)), seen)
+        self._path = (self._count, (tuple(functions), tuple(places)), seen)
         return self._path
 
     @property
@@ -419,7 +496,11 @@ class Packet:
 
 def durations(packets: Iterable[Packet]) -> list[int]:
     """Packet.duration of many packets at once (no property call each: the paths view)."""
-    return [p._ts[p._last] - p._ts[p._first] for p in packets]
+    out = []
+    for p in packets:
+        ts = p._seg.ts
+        out.append(ts[p._last] - ts[p._first])
+    return out
 
 
 class PacketStore:
@@ -437,6 +518,7 @@ class PacketStore:
         self.interned = Interned()
         self._current: dict[int, Packet] = {}  # packet id -> its newest packet
         self._next_key = 0
+        self._segment: Segment | None = None  # where new packets' samples go
         self.evicted = 0
         self.samples = 0
         self.origin: int | None = None  # first timestamp seen: times are shown relative to it
@@ -455,7 +537,11 @@ class PacketStore:
         for sample in samples:
             packet = current.get(sample.packet_id)
             if packet is None or (split and packet.starts_new_journey(sample)):
-                packet = Packet(self._next_key, sample.packet_id, self.interned)
+                segment = self._segment
+                if segment is None or segment.packets >= SEGMENT_PACKETS:
+                    segment = self._segment = Segment(self.interned)
+                segment.packets += 1
+                packet = Packet(self._next_key, sample.packet_id, segment)
                 self._next_key += 1
                 packets[packet.key] = packet
                 current[sample.packet_id] = packet
@@ -485,5 +571,6 @@ class PacketStore:
     def clear(self) -> None:
         self.packets.clear()
         self._current.clear()
+        self._segment = None
         self.samples = 0
         self.origin = None

@@ -295,7 +295,7 @@ async def test_a_replay_keeps_more_samples_than_the_live_buffer_holds():
     app = IpftApp(source, buffer, max_packets=3, follow=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.3)
-        assert app.store.samples == len(source.samples) == 57
+        assert app.store.samples == source.status.samples == 57
         assert buffer.dropped == 0 and app.store.evicted == 0
         assert "loading" not in app.query_one(StatusBar).render().plain
 
