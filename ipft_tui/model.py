@@ -163,18 +163,17 @@ def is_free_path(function: str) -> bool:
     return found
 
 
+_ENTRY, _FREE, _DROP = 1, 2, 4  # what a function is (Interned.kinds)
+
+
 class Interned:
-    """Names, metas and entry places shared by all packets of a store: samples keep small indexes."""
+    """Function names and entry places shared by all packets of a store: samples keep
+    small indexes."""
 
     def __init__(self):
         self.names: list[str] = []
+        self.kinds: list[int] = []  # per name: _ENTRY | _FREE | _DROP
         self._name_ids: dict[str, int] = {}
-        self.metas: list[Meta | None] = [None]
-        self._meta_ids: dict[Meta, int] = {}
-        # Decoding hands out the same Meta object for repeated headers: looking it up
-        # by identity first skips hashing its fields. (Interned metas stay alive, so
-        # their ids stay unique.)
-        self._meta_by_object: dict[int, int] = {}
         # (entry point, ifindex, netns) -> bit: a packet keeps the entries it passed as a mask.
         self._entry_bits: dict[tuple[str, int, int], int] = {}
 
@@ -183,18 +182,9 @@ class Interned:
         if found is None:
             found = self._name_ids[name] = len(self.names)
             self.names.append(name)
-        return found
-
-    def meta_id(self, meta: Meta | None) -> int:
-        if meta is None:
-            return 0
-        found = self._meta_by_object.get(id(meta))
-        if found is None:
-            found = self._meta_ids.get(meta)
-            if found is None:
-                found = self._meta_ids[meta] = len(self.metas)
-                self.metas.append(meta)
-                self._meta_by_object[id(meta)] = found
+            self.kinds.append((_ENTRY if name in ENTRY_POINTS else 0)
+                              | (_FREE if name in FREE_FUNCTIONS else 0)
+                              | (_DROP if name in DROP_FUNCTIONS else 0))
         return found
 
     def entry_bit(self, place: tuple[str, int, int]) -> int:
@@ -205,7 +195,6 @@ class Interned:
 
 
 _RETURN_BIT = 1 << 31
-_INFO_MASK = (1 << 32) - 1
 _NO_EXTRA = (None, None, 0, None, None)
 SEGMENT_PACKETS = 4096  # packets whose samples share one set of columns
 
@@ -213,18 +202,20 @@ SEGMENT_PACKETS = 4096  # packets whose samples share one set of columns
 class Segment:
     """Columns holding the samples of up to SEGMENT_PACKETS consecutive packets.
 
-    A sample is a timestamp, a word (function id | cpu << 16 | is_return << 31 |
-    meta id << 32) and the index of its packet's next sample in the segment (-1:
-    none): 20 bytes, where a Sample tuple would take several hundred. The rare parts
+    A sample is a timestamp, a word (function id | cpu << 16 | is_return << 31), its
+    Meta (shared: decoding and replay loading hand out one object per flow/device) and
+    the index of its packet's previous sample in the segment (-1: none): 24 bytes,
+    where a Sample tuple and its values take several hundred. The rare parts
     (fields, drop reasons, clone skbs, stacks, packet bytes) sit in a dict aside.
     Packets are evicted oldest first, so a segment's memory goes with its last packet."""
 
-    __slots__ = ("ts", "word", "next", "extra", "interned", "packets")
+    __slots__ = ("ts", "word", "meta", "prev", "extra", "interned", "packets")
 
     def __init__(self, interned: Interned):
         self.ts = array("q")
-        self.word = array("Q")
-        self.next = array("i")
+        self.word = array("I")
+        self.meta: list[Meta | None] = []
+        self.prev = array("i")
         self.extra: dict[int, tuple] = {}
         self.interned = interned
         self.packets = 0  # created in it so far
@@ -237,19 +228,18 @@ class Packet:
     rebuilt as `Sample`s when asked for: a live TUI may hold millions of them, a
     replay every sample of its file."""
 
-    __slots__ = ("key", "packet_id", "_seg", "_head", "_tail", "_first", "_last", "_count",
-                 "_functions", "_cpus", "_freed", "drop_reason", "drop_function", "meta",
+    __slots__ = ("key", "packet_id", "_seg", "_tail", "_first", "_last", "_count",
+                 "_functions", "_freed", "drop_reason", "drop_function", "meta",
                  "_entries", "_flows", "_path")
 
     def __init__(self, key: int, packet_id: int, segment: Segment):
         self.key = key  # unique within a PacketStore; packet ids are recycled
         self.packet_id = packet_id
         self._seg = segment
-        self._head = self._tail = -1  # first and latest added sample (indexes into the segment)
+        self._tail = -1  # the latest added sample (index into the segment; -1: none yet)
         self._first = self._last = -1  # earliest and latest sample by timestamp
         self._count = 0
         self._functions = 0  # bit per function id
-        self._cpus = 0  # bit per CPU
         self._freed = -1  # index of the sample that ended it (-1: open, its end not seen)
         self.drop_reason: str | None = None
         self.drop_function: str | None = None  # where it was dropped
@@ -301,69 +291,65 @@ class Packet:
         return bit is not None and bool(self._entries & bit)
 
     def add(self, sample: Sample) -> None:
+        (_pid, ts, cpu, function, is_return, fields, reason, meta, _data, skb, stack, ends,
+         capture) = sample
         seg = self._seg
         interned = seg.interned
-        function = sample.function
         name_id = interned._name_ids.get(function)
         if name_id is None:
             name_id = interned.name_id(function)
+        kind = interned.kinds[name_id]
         seg_ts = seg.ts
         index = len(seg_ts)
-        ts = sample.timestamp
-        cpu = sample.processor_id & 0x7FFF
-        meta = sample.meta
+        cpu &= 0x7FFF
         seg_ts.append(ts)
-        seg.word.append(name_id | cpu << 16 | (_RETURN_BIT if sample.is_return else 0)
-                        | interned.meta_id(meta) << 32)
-        seg.next.append(-1)
+        seg.word.append(name_id | cpu << 16 | _RETURN_BIT if is_return else name_id | cpu << 16)
+        seg.meta.append(meta)
+        seg.prev.append(self._tail)
         if self._tail < 0:
-            self._head = self._first = self._last = index
+            self._first = self._last = index
         else:
-            seg.next[self._tail] = index
             if ts < seg_ts[self._first]:
                 self._first = index
             if ts >= seg_ts[self._last]:
                 self._last = index
         self._tail = index
         self._count += 1
-        clone = sample.skb != 0 and sample.skb != sample.packet_id
-        capture = sample.capture
-        reason = sample.drop_reason
-        if (sample.fields is not None or reason is not None or clone
-                or sample.stack is not None or capture is not None):
+        clone = skb != 0 and skb != _pid
+        if (fields is not None or reason is not None or clone or stack is not None
+                or capture is not None):
             extra = seg.extra
             if capture is not None:
                 previous = extra.get(index - 1)
                 if previous is not None and previous[4] == capture:
                     capture = previous[4]  # unchanged bytes: share one copy
             # Only a clone's skb is kept: for the others it is the packet id.
-            extra[index] = (sample.fields, reason, sample.skb if clone else 0, sample.stack,
-                            capture)
+            extra[index] = (fields, reason, skb if clone else 0, stack, capture)
         self._functions |= 1 << name_id
-        self._cpus |= 1 << cpu
-        ends = sample.journey_end
         if ends is None:  # not following skbs: the packet's skb is the only one
-            ends = function in FREE_FUNCTIONS and not sample.is_return
+            ends = kind & _FREE and not is_return
         if ends and self._freed < 0:
             self._freed = index
-        if reason is not None and reason not in NOT_DROPS:
-            self.drop_reason = reason
-            self.drop_function = function
-        elif (reason is None and function in DROP_FUNCTIONS and not sample.is_return
-              and self.drop_reason is None):
+        if reason is not None:
+            if reason not in NOT_DROPS:
+                self.drop_reason = reason
+                self.drop_function = function
+        elif kind & _DROP and not is_return and self.drop_reason is None:
             # ipftrace2's JSON has no drop reason: kfree_skb frees a dropped packet.
             self.drop_reason = NO_REASON
             self.drop_function = function
         if meta is not None:
-            if function in ENTRY_POINTS and not sample.is_return:
+            if kind & _ENTRY and not is_return:
                 self._entries |= interned.entry_bit((function, meta.ifindex, meta.netns))
             if meta.saddr:
-                if self.meta is None:
+                flows = self._flows
+                flow = flows[-1] if flows else self.meta
+                if flow is None:
                     self.meta = meta
-                elif not same_flow(meta, self._flows[-1] if self._flows else self.meta):
-                    if self._flows is None:
-                        self._flows = []
-                    self._flows.append(meta)
+                elif meta is not flow and not same_flow(meta, flow):
+                    if flows is None:
+                        flows = self._flows = []
+                    flows.append(meta)
 
     @property
     def flows(self) -> list[Meta]:
@@ -375,10 +361,11 @@ class Packet:
     def _indexes(self) -> list[int]:
         """Its samples' indexes into the segment, in arrival order."""
         out = []
-        i, nxt = self._head, self._seg.next
+        i, prev = self._tail, self._seg.prev
         while i >= 0:
             out.append(i)
-            i = nxt[i]
+            i = prev[i]
+        out.reverse()
         return out
 
     def _ordered(self) -> list[int]:
@@ -402,7 +389,7 @@ class Packet:
                       processor_id=(word >> 16) & 0x7FFF,
                       function=interned.names[word & 0xFFFF],
                       is_return=bool(word & _RETURN_BIT), fields=fields, drop_reason=reason,
-                      meta=interned.metas[word >> 32], skb=skb, stack=stack,
+                      meta=seg.meta[i], skb=skb, stack=stack,
                       capture=capture)
 
     @property
@@ -460,22 +447,21 @@ class Packet:
 
     def _summary(self) -> tuple:
         """(sample count, path(), metas()), cached until the next sample."""
-        word_of = self._seg.word
-        names, metas = self._seg.interned.names, self._seg.interned.metas
+        word_of, meta_of = self._seg.word, self._seg.meta
+        names = self._seg.interned.names
         functions: list[str] = []
         places: list[str] = []
         seen: list[Meta] = []
-        seen_ids: set[int] = set()
+        seen_metas: set[Meta] = set()
         for i in self._ordered():
             word = word_of[i]
             if not word & _RETURN_BIT:
                 name = names[word & 0xFFFF]
                 if not functions or functions[-1] != name:
                     functions.append(name)
-            meta_id = word >> 32
-            if meta_id and meta_id not in seen_ids:
-                seen_ids.add(meta_id)
-                meta = metas[meta_id]
+            meta = meta_of[i]
+            if meta is not None and meta not in seen_metas:
+                seen_metas.add(meta)
                 seen.append(meta)
                 place = place_text(meta)
                 if place and place not in places:
@@ -485,13 +471,8 @@ class Packet:
 
     @property
     def cpus(self) -> list[int]:
-        mask, cpu, out = self._cpus, 0, []
-        while mask:
-            if mask & 1:
-                out.append(cpu)
-            mask >>= 1
-            cpu += 1
-        return out
+        word = self._seg.word
+        return sorted({word[i] >> 16 & 0x7FFF for i in self._indexes()})
 
 
 def durations(packets: Iterable[Packet]) -> list[int]:

@@ -395,6 +395,7 @@ class _FastParser:
         self._metas: dict[tuple, Meta] = {}
         self._addresses: dict[str, int] = {}
         self._names: dict[str, str] = {}
+        self._values: dict[str | int, str | int] = {}  # the types are checked before
 
     def __call__(self, raw: bytes) -> Sample | None:
         """The line's Sample, or None when the strict path must read it."""
@@ -433,7 +434,11 @@ class _FastParser:
                     return None
                 if len(self._metas) > 100_000:
                     self._metas.clear()
-                meta = self._metas[raw_meta] = Meta(*raw_meta)
+                # Its values shared too (the same device, namespace, address in many flows).
+                values = self._values
+                if len(values) > 100_000:
+                    values.clear()
+                meta = self._metas[raw_meta] = Meta(*[values.setdefault(v, v) for v in raw_meta])
         skb, journey_end = 0, None
         if "journey_end" in obj and not obj.get("skb"):
             return None  # without an skb the strict path keeps it as a field
