@@ -358,7 +358,7 @@ StatusItem = tuple[str, str, str]  # label, value, style
 
 
 def status_items(status: Status, *, rate: float, packets: int, evicted: int, drops: int,
-                 follow: bool, paused: bool, pending: int, live: bool,
+                 follow: bool, shed: int = 0, paused: bool, pending: int, live: bool,
                  loading: tuple[int, int] | None = None,
                  recording: str | None = None) -> list[StatusItem]:
     """The status bar's fields, the most important first."""
@@ -375,6 +375,8 @@ def status_items(status: Status, *, rate: float, packets: int, evicted: int, dro
     item("packets", f"{packets}" + (f" (-{evicted} evicted)" if evicted else ""))
     item("lost", str(status.lost), "bold white on red" if status.lost else "bold")
     item("ui drops", str(drops), "bold white on red" if drops else "bold")
+    if shed:  # live, the oldest waiting samples dropped to keep the screen current
+        item("shed", str(shed), "bold black on yellow")
     if recording:
         item("", f"REC {recording}", "bold white on red")
     item("backend", status.backend or "starting")
@@ -427,14 +429,22 @@ class StatusBar(Static):
         super().__init__(**kwargs)
         self.items: list[StatusItem] = []
 
+    _lines = 0  # lines of the text shown: the bar's height
+
     def show(self, items: list[StatusItem]) -> None:
         if items != self.items:  # an idle screen redraws nothing
             self.items = items
-            self.update(layout_status(items, self._width()))
+            self._show(layout_status(items, self._width()))
+
+    def _show(self, text: Text) -> None:
+        # Only a change of height lays the screen out again; new counts only repaint.
+        lines = text.plain.count("\n") + 1
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
 
     def _width(self) -> int:
         # Before its first layout the bar has no size: the screen's width, less padding.
         return self.content_region.width or max(self.app.size.width - 2, 20)
 
     def on_resize(self) -> None:
-        self.update(layout_status(self.items, self._width()))
+        self._show(layout_status(self.items, self._width()))
