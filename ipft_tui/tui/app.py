@@ -40,6 +40,7 @@ FIRST_RATE = 100_000  # samples/s assumed handled before it is measured
 # While following a busy trace the newest packet changes on every tick: its journey and
 # details (a tree rebuilt, a screen laid out again) are redrawn at most this often.
 FOLLOW_REDRAW = 0.25  # s
+LOADING_REDRAW = 0.5  # s between redraws while a replay loads
 WIDE = 200  # columns from which the journey and details sit beside the list, not below
 NARROW = 120  # below: the details under the journey, not beside it
 
@@ -94,6 +95,8 @@ class IpftApp(App):
         self._handled: tuple[float, int] = (time.monotonic(), 0)  # (since, samples handled)
         self._shown_at = 0.0  # monotonic time the journey was last redrawn
         self._journey_stale = False  # the selected packet grew or changed since
+        self._view_at = 0.0  # monotonic time of the last view update
+        self._unshown: set[int] = set()  # keys changed since (a replay loading)
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
@@ -119,6 +122,7 @@ class IpftApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = self._subtitle()
+        self._subtitle_loading = getattr(self.source, "loading", False)
         self.recording = getattr(self.source, "record_path", None)
         if self.ask_mark:
             self.push_screen(FilterDialog(self._packet_filters()), self._first_mark)
@@ -175,8 +179,17 @@ class IpftApp(App):
             else:
                 changed |= self.apply(samples, update_view=False)
         self._count_handled(handled)
-        if changed:
-            self._update_view(changed)
+        # A big replay loading: the screen shows its progress twice a second, and the
+        # time between goes to loading.
+        now = time.monotonic()
+        held = (not self.source.live and now - self._view_at < LOADING_REDRAW
+                and (len(self.buffer) > 0 or getattr(self.source, "loading", False)))
+        if held:
+            self._unshown |= changed
+        elif changed or self._unshown:
+            self._update_view(changed | self._unshown)
+            self._unshown = set()
+            self._view_at = now
         elif self._journey_stale:
             self._show_selected()
         for notice in self.source.take_notices():
@@ -184,7 +197,8 @@ class IpftApp(App):
         if self.source.error is not None and not self._error_shown:
             self._error_shown = True
             self.notify(str(self.source.error), severity="error", timeout=30)
-        self._update_status()
+        if not held:
+            self._update_status()
 
     def _count_handled(self, handled: int) -> None:
         """The rate samples are handled at, per second of wall time (while there was work)."""
@@ -312,8 +326,16 @@ class IpftApp(App):
             self._last_tick = (now, status.samples)
         bar = self.attach_bar
         loading = None
-        if not self.source.live and self.store.samples < status.samples:
-            loading = (self.store.samples, status.samples)
+        if not self.source.live:
+            total, about = status.samples, ""
+            if getattr(self.source, "loading", False):  # still reading: the total estimated
+                total = max(int(total / max(self.source.read_fraction, 0.01)), total + 1)
+                about = "~"
+            elif self._subtitle_loading:
+                self._subtitle_loading = False
+                self.sub_title = self._subtitle()  # the recording's settings are known now
+            if self.store.samples < total:
+                loading = (self.store.samples, total, about)
         busy = status.attaching or loading is not None
         if bar.has_class("active") != busy:
             bar.set_class(busy, "active")

@@ -114,7 +114,7 @@ def _run(start: Startup, args, shutdown: Shutdown) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     buffer = SampleBuffer()
     if args.replay:
-        source = ReplaySource(args.replay, buffer, progress=_loading(args.replay))
+        source = ReplaySource(args.replay, buffer, progress=_loading(args.replay), background=True)
         if not source.samples and source.problems:
             raise IpftError(f"{args.replay}: no valid sample ({source.problems.total} malformed "
                             f"lines; line {source.problems[0][0]}: {source.problems[0][1]})")

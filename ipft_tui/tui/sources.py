@@ -239,26 +239,70 @@ class LiveSource:
 
 
 class ReplaySource:
-    """A JSON-lines trace (ours or ipftrace2's `-o json`) read from a file: no root, no BPF."""
+    """A JSON-lines trace (ours or ipftrace2's `-o json`) read from a file: no root, no BPF.
+
+    With `background`, a big file is read on: its first samples are on screen at once,
+    the rest follow from a thread, as a live trace's do (`loading` meanwhile)."""
 
     live = False
     extension = None
+    FIRST = 20_000  # samples read before the TUI starts, in the background mode
 
     def __init__(self, path: str, buffer: SampleBuffer, settings: TraceSettings | None = None,
-                 progress=None):
+                 progress=None, background: bool = False):
         self.path = path
         self.buffer = buffer
         self.settings = settings or TraceSettings(mark=0)
-        recorded: list[dict] = []
-        self.samples, self.problems = load_trace(path, recorded, progress)
+        self._recorded: list[dict] = []
+        self._reader = TraceReader(path, self._recorded, progress)
+        # Up to the first valid sample at least (no valid sample at all is an error).
+        self.samples = self._reader.read(self.FIRST if background else None)
+        while not self.samples and not self._reader.done:
+            self.samples = self._reader.read(self.FIRST)
+        self.problems = self._reader.problems
+        self._reader.progress = None  # from here on, the TUI has the terminal
+        self._notices: list[str] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._names: set[str] = set()
+        self.status = Status(backend="replay", ready=True, samples=len(self.samples))
+        self._learn(self.samples)
+        if self._reader.done:
+            self._finish()
+
+    error = None
+    ready = True
+
+    @property
+    def loading(self) -> bool:
+        """Still reading the file (background mode)."""
+        return not self._reader.done
+
+    @property
+    def read_fraction(self) -> float:
+        return self._reader.fraction
+
+    def _learn(self, samples: list[Sample]) -> None:
+        """What the samples say about the trace: the tracer (function_graph when any
+        sample is a return), the functions."""
+        self._names.update({s.function for s in samples})
+        tracer = self.status.tracer
+        if tracer != "function_graph":
+            tracer = "function_graph" if any(s.is_return for s in samples) else "function"
+        if tracer != self.status.tracer:
+            self.settings = replace(self.settings, tracer=tracer)
+            self.status = replace(self.status, tracer=tracer)
+
+    def _finish(self) -> None:
+        """The file is read: its problems and the settings it was recorded with."""
+        recorded = self._recorded
         self.recorded_settings = settings_text(recorded[-1]) if recorded else None
-        self._notices = [f"{path}: line {n}: {why}" for n, why in self.problems[:20]]
+        notices = [f"{self.path}: line {n}: {why}" for n, why in self.problems[:20]]
         if self.problems.total > 20:
-            self._notices.append(f"{path}: {self.problems.total - 20} more malformed lines")
-        tracer = "function_graph" if any(s.is_return for s in self.samples) else "function"
-        self.settings = replace(self.settings, tracer=tracer)
-        self.status = Status(backend="replay", tracer=tracer, ready=True,
-                             samples=len(self.samples))
+            notices.append(f"{self.path}: {self.problems.total - 20} more malformed lines")
+        with self._lock:
+            self._notices.extend(notices)
         if recorded:  # the filter in effect when the trace was recorded (the last change)
             last = recorded[-1]
             self.status = replace(self.status, mark=last.get("mark") or 0,
@@ -266,29 +310,51 @@ class ReplaySource:
                                   expression=last.get("expression"),
                                   netns=last.get("netns") or 0, ifname=last.get("ifname"))
 
-    error = None
-    ready = True
+    recorded_settings: str | None = None
 
     def take_notices(self) -> list[str]:
-        notices, self._notices = self._notices, []
+        with self._lock:
+            notices, self._notices = self._notices, []
         return notices
 
     def start(self) -> None:
-        # A replay keeps every sample of its file: the buffer makes room for all of them.
         # The samples are the store's from now on: not kept twice (a big replay).
         samples, self.samples = self.samples, []
-        self._names = sorted({s.function for s in samples})
+        self._learn(samples)
         self.status = replace(self.status, samples=len(samples))
+        self._put(samples)
+        if not self._reader.done:
+            self._thread = threading.Thread(target=self._read_on, name="ipft-replay",
+                                            daemon=True)
+            self._thread.start()
+
+    def _put(self, samples: list[Sample]) -> None:
+        # A replay keeps every sample of its file: the buffer makes room for all of them.
         self.buffer.capacity = max(self.buffer.capacity, len(self.buffer) + len(samples))
         self.buffer.put(samples)
 
-    _names: list[str] = []
+    def _read_on(self) -> None:
+        reader = self._reader
+        try:
+            while not reader.done and not self._stopping:
+                samples = reader.read(self.FIRST)
+                self._learn(samples)
+                self._put(samples)
+                self.status = replace(self.status, samples=self.status.samples + len(samples))
+        except IpftError as exc:
+            self.error = exc
+        if reader.done:
+            self._finish()
 
     def candidate_names(self) -> list[str]:
-        return self._names or sorted({s.function for s in self.samples})
+        return sorted(self._names | {s.function for s in self.samples})
 
     def stop(self) -> None:
-        pass
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.join()
+        if not self._reader.done:
+            self._reader.close()
 
 
 MAX_LINE = 1 << 20  # bytes: a sample line is a few hundred (a stack, a few thousand)
@@ -332,25 +398,48 @@ def load_trace(path: str, settings: list[dict] | None = None, progress=None
 
     Only regular files (a FIFO or a device could block or never end); lines are
     read in bounded pieces, so memory stays bounded whatever the file holds."""
-    samples: list[Sample] = []
-    problems = BadLines()
-    fast = _FastParser()
-    try:
-        # O_NONBLOCK: opening a FIFO nobody writes to must not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise IpftError(f"cannot read {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise IpftError(f"{path}: not a regular file (replay reads a saved trace; "
-                        "save a stream to a file first)")
-    os.set_blocking(fd, True)
-    size = os.fstat(fd).st_size or 1
-    with open(fd, "rb") as f:
+    reader = TraceReader(path, settings, progress)
+    return reader.read(), reader.problems
+
+
+class TraceReader:
+    """A trace file read in pieces (see load_trace)."""
+
+    def __init__(self, path: str, settings: list[dict] | None = None, progress=None):
+        self.path = path
+        self.problems = BadLines()
+        self.settings = settings
+        self.progress = progress
+        self.done = False
+        self.samples = 0  # read so far
+        self._fast = _FastParser()
         try:
-            for number, raw in enumerate(_bounded_lines(f), 1):
+            # O_NONBLOCK: opening a FIFO nobody writes to must not hang.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise IpftError(f"cannot read {path}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IpftError(f"{path}: not a regular file (replay reads a saved trace; "
+                            "save a stream to a file first)")
+        os.set_blocking(fd, True)
+        self._size = os.fstat(fd).st_size or 1
+        self._file = open(fd, "rb")  # noqa: SIM115 - closed when read to its end, or by close()
+        self._lines = enumerate(_bounded_lines(self._file), 1)
+
+    @property
+    def fraction(self) -> float:
+        """How much of the file has been read."""
+        return 1.0 if self.done else min(self._file.tell() / self._size, 1.0)
+
+    def read(self, limit: int | None = None) -> list[Sample]:
+        """The next samples: all the rest, or about `limit` of them."""
+        samples: list[Sample] = []
+        problems, settings, progress, fast = self.problems, self.settings, self.progress, self._fast
+        try:
+            for number, raw in self._lines:
                 if progress is not None and number % 50_000 == 0:
-                    progress(min(f.tell() / size, 1.0), len(samples))
+                    progress(self.fraction, self.samples + len(samples))
                 if raw is None:
                     problems.add(number, f"longer than {MAX_LINE >> 20} MiB; skipped")
                     continue
@@ -372,9 +461,19 @@ def load_trace(path: str, settings: list[dict] | None = None, progress=None
                     problems.add(number, "not UTF-8 text")
                 except ValueError as exc:
                     problems.add(number, str(exc))
+                if limit is not None and len(samples) >= limit:
+                    self.samples += len(samples)
+                    return samples
         except OSError as exc:
-            raise IpftError(f"cannot read {path}: {exc.strerror}") from None
-    return samples, problems
+            self.close()
+            raise IpftError(f"cannot read {self.path}: {exc.strerror}") from None
+        self.samples += len(samples)
+        self.close()
+        return samples
+
+    def close(self) -> None:
+        self.done = True
+        self._file.close()
 
 
 _TEXT_KEYS = ("ifname", "saddr", "daddr")

@@ -359,7 +359,7 @@ StatusItem = tuple[str, str, str]  # label, value, style
 
 def status_items(status: Status, *, rate: float, packets: int, evicted: int, drops: int,
                  follow: bool, shed: int = 0, paused: bool, pending: int, live: bool,
-                 loading: tuple[int, int] | None = None,
+                 loading: tuple[int, int, str] | None = None,
                  recording: str | None = None) -> list[StatusItem]:
     """The status bar's fields, the most important first."""
     items: list[StatusItem] = []
@@ -370,7 +370,7 @@ def status_items(status: Status, *, rate: float, packets: int, evicted: int, dro
     if paused:
         item("", f"PAUSED +{pending}", "bold black on yellow")
     if loading is not None:
-        item("loading", f"{loading[0]}/{loading[1]} samples", "bold black on yellow")
+        item("loading", f"{loading[0]}/{loading[2]}{loading[1]} samples", "bold black on yellow")
     item("", "FOLLOW" if follow else "not following (F)", "bold green" if follow else "dim")
     item("packets", f"{packets}" + (f" (-{evicted} evicted)" if evicted else ""))
     item("lost", str(status.lost), "bold white on red" if status.lost else "bold")
