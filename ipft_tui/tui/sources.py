@@ -276,8 +276,8 @@ class ReplaySource:
 
     @property
     def loading(self) -> bool:
-        """Still reading the file (background mode)."""
-        return not self._reader.done
+        """Still reading the file (background mode), or not yet done with what it said."""
+        return not self._finished
 
     @property
     def read_fraction(self) -> float:
@@ -309,6 +309,9 @@ class ReplaySource:
                                   mask=last.get("mask") or 0xFFFFFFFF,
                                   expression=last.get("expression"),
                                   netns=last.get("netns") or 0, ifname=last.get("ifname"))
+        self._finished = True
+
+    _finished = False
 
     recorded_settings: str | None = None
 
@@ -341,9 +344,9 @@ class ReplaySource:
                 self._learn(samples)
                 self._put(samples)
                 self.status = replace(self.status, samples=self.status.samples + len(samples))
-        except IpftError as exc:
+        except IpftError as exc:  # the file went away under us (EIO...): say so
             self.error = exc
-        if reader.done:
+        finally:
             self._finish()
 
     def candidate_names(self) -> list[str]:
@@ -426,11 +429,13 @@ class TraceReader:
         self._size = os.fstat(fd).st_size or 1
         self._file = open(fd, "rb")  # noqa: SIM115 - closed when read to its end, or by close()
         self._lines = enumerate(_bounded_lines(self._file), 1)
+        self._position = 0  # bytes read, as the reading thread last saw (others never touch
+        # the file: it may be closed under them)
 
     @property
     def fraction(self) -> float:
         """How much of the file has been read."""
-        return 1.0 if self.done else min(self._file.tell() / self._size, 1.0)
+        return 1.0 if self.done else min(self._position / self._size, 1.0)
 
     def read(self, limit: int | None = None) -> list[Sample]:
         """The next samples: all the rest, or about `limit` of them."""
@@ -439,6 +444,7 @@ class TraceReader:
         try:
             for number, raw in self._lines:
                 if progress is not None and number % 50_000 == 0:
+                    self._position = self._file.tell()
                     progress(self.fraction, self.samples + len(samples))
                 if raw is None:
                     problems.add(number, f"longer than {MAX_LINE >> 20} MiB; skipped")
@@ -463,6 +469,7 @@ class TraceReader:
                     problems.add(number, str(exc))
                 if limit is not None and len(samples) >= limit:
                     self.samples += len(samples)
+                    self._position = self._file.tell()
                     return samples
         except OSError as exc:
             self.close()
@@ -539,16 +546,16 @@ class _FastParser:
                     values.clear()
                 meta = self._metas[raw_meta] = Meta(*[values.setdefault(v, v) for v in raw_meta])
         skb, journey_end = 0, None
-        if "journey_end" in obj and not obj.get("skb"):
-            return None  # without an skb the strict path keeps it as a field
         if "skb" in obj:
             skb = self._address(obj["skb"])
             if skb is None:
                 return None
-            if skb:
-                journey_end = obj.get("journey_end", False)
-                if type(journey_end) is not bool:
-                    return None
+        if skb:
+            journey_end = obj.get("journey_end", False)
+            if type(journey_end) is not bool:
+                return None
+        elif "journey_end" in obj:
+            return None  # without an skb the strict path keeps it as a field
         name = self._names.get(function)
         if name is None:
             name = self._names[function] = function
