@@ -41,7 +41,7 @@ async def test_moving_stops_following_and_tree_and_details_show_the_selected_row
         assert table.cursor_row == row  # the cursor stays where the user put it
         selected = app.store.packets[table.selected_key()]
         tree = app.query_one(JourneyTree)
-        assert tree.packet is selected
+        assert tree.packet == selected
         first = selected.samples[0]
         assert f"function     {first.function}" in detail(app)
         assert f"timestamp    {first.timestamp} ns" in detail(app)

@@ -531,7 +531,7 @@ class IpftApp(App):
             self.notify("mark packet A with v first", severity="warning")
             return
         b = self._selected_packet()
-        if b is a:
+        if b == a:
             self.notify("this is packet A: select another packet to compare", severity="warning")
         elif b is not None:
             self.push_screen(CompareScreen(a, b))
