@@ -91,8 +91,8 @@ class IpftApp(App):
         self._error_shown = False  # the source's error was notified
         self._mask_cache: tuple | None = None  # ((function filter, names), mask)
         self.shed = 0  # samples a live trace dropped to stay current (status bar)
-        self._handled_rate = float(FIRST_RATE)  # samples/s of wall time the ticks handle
-        self._handled: tuple[float, int] = (time.monotonic(), 0)  # (since, samples handled)
+        self._handled_rate = float(FIRST_RATE)  # samples/s the ticks can handle
+        self._handled: tuple[int, float] = (0, 0.0)  # (samples handled, s spent) to count from
         self._shown_at = 0.0  # monotonic time the journey was last redrawn
         self._journey_stale = False  # the selected packet grew or changed since
         self._view_at = 0.0  # monotonic time of the last view update
@@ -169,6 +169,7 @@ class IpftApp(App):
         if self.source.live and not self.paused:
             self._shed_backlog()
         handled = 0
+        started = time.perf_counter()
         while time.perf_counter() < deadline:
             samples = self._decorate(self.buffer.drain(limit=APPLY_CHUNK))
             if not samples:
@@ -178,7 +179,7 @@ class IpftApp(App):
                 self.pending.extend(samples)
             else:
                 changed |= self.apply(samples, update_view=False)
-        self._count_handled(handled)
+        self._count_handled(handled, time.perf_counter() - started)
         # A big replay loading: the screen shows its progress twice a second, and the
         # time between goes to loading.
         now = time.monotonic()
@@ -200,20 +201,18 @@ class IpftApp(App):
         if not held:
             self._update_status()
 
-    def _count_handled(self, handled: int) -> None:
-        """The rate samples are handled at, per second of wall time (while there was work)."""
-        since, count = self._handled
-        now = time.monotonic()
-        if not handled and not count:
-            self._handled = (now, 0)  # idle time says nothing about the rate
-            return
+    def _count_handled(self, handled: int, took: float) -> None:
+        """How many samples a second the ticks can handle: per second spent handling them,
+        in the share of each tick's interval the budget gives (not per second of wall
+        time: what is shed, or did not come, says nothing of what could be handled)."""
+        count, spent = self._handled
         count += handled
-        if now - since >= 0.5:
-            if len(self.buffer):  # busy all along: the rate is what the UI can do
-                self._handled_rate = 0.5 * self._handled_rate + 0.5 * count / (now - since)
-            self._handled = (now, 0)
-        else:
-            self._handled = (since, count)
+        spent += took
+        if spent >= 0.1 and count:
+            rate = count / spent * APPLY_BUDGET / DRAIN_INTERVAL
+            self._handled_rate = 0.5 * self._handled_rate + 0.5 * rate
+            count, spent = 0, 0.0
+        self._handled = (count, spent)
 
     def _shed_backlog(self) -> None:
         """Drops the oldest waiting samples beyond what can be handled within SHED_HORIZON."""
