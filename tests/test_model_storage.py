@@ -92,3 +92,19 @@ def test_a_sample_with_its_meta_costs_a_few_tens_of_bytes():
     tracemalloc.stop()
     assert len(store.packets) == 25_000
     assert per_sample < 50, per_sample
+
+
+def test_more_functions_and_entry_places_than_a_column_word_holds():
+    """Function ids and entry places past 64 go to the segment's dict, not lost."""
+    store = PacketStore(max_packets=None)
+    names = [f"f{i}" for i in range(70)]
+    store.add([Sample(0x1000, 10**9 + i, 0, name) for i, name in enumerate(names)])
+    (packet,) = store.packets.values()
+    assert packet.functions == set(names) and packet.has_function("f69")
+    # 70 devices each entered once: entering the 70th again is another packet (rule 3).
+    metas = [META_A._replace(ifindex=i + 1) for i in range(70)]
+    store.add([Sample(0x2000, 2 * 10**9 + i, 0, "netif_receive_skb", meta=m)
+               for i, m in enumerate(metas)])
+    assert len(store.packets) == 2
+    store.add([Sample(0x2000, 3 * 10**9, 0, "netif_receive_skb", meta=metas[69])])
+    assert len(store.packets) == 3
