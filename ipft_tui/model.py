@@ -174,7 +174,8 @@ class Interned:
         self.names: list[str] = []
         self.kinds: list[int] = []  # per name: _ENTRY | _FREE | _DROP
         self._name_ids: dict[str, int] = {}
-        # (entry point, ifindex, netns) -> bit: a packet keeps the entries it passed as a mask.
+        # (entry point, ifindex, netns) -> bit number: a packet keeps the entries it passed
+        # as bits of a mask.
         self._entry_bits: dict[tuple[str, int, int], int] = {}
 
     def name_id(self, name: str) -> int:
@@ -190,7 +191,7 @@ class Interned:
     def entry_bit(self, place: tuple[str, int, int]) -> int:
         found = self._entry_bits.get(place)
         if found is None:
-            found = self._entry_bits[place] = 1 << len(self._entry_bits)
+            found = self._entry_bits[place] = len(self._entry_bits)
         return found
 
 
