@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import ItemsView, Iterable, Mapping, ValuesView
 from array import array
 from operator import attrgetter
 from typing import NamedTuple
@@ -163,263 +163,467 @@ def is_free_path(function: str) -> bool:
     return found
 
 
+_ENTRY, _FREE, _DROP = 1, 2, 4  # what a function is (Interned.kinds)
+
+
 class Interned:
-    """Names and metas shared by all packets of a store: samples keep small indexes."""
+    """Function names and entry places shared by all packets of a store: samples keep
+    small indexes."""
 
     def __init__(self):
         self.names: list[str] = []
+        self.kinds: list[int] = []  # per name: _ENTRY | _FREE | _DROP
         self._name_ids: dict[str, int] = {}
-        self.metas: list[Meta | None] = [None]
-        self._meta_ids: dict[Meta, int] = {}
-        # Decoding hands out the same Meta object for repeated headers: looking it up
-        # by identity first skips hashing its fields. (Interned metas stay alive, so
-        # their ids stay unique.)
-        self._meta_by_object: dict[int, int] = {}
+        # (entry point, ifindex, netns) -> bit number: a packet keeps the entries it passed
+        # as bits of a mask.
+        self._entry_bits: dict[tuple[str, int, int], int] = {}
 
     def name_id(self, name: str) -> int:
         found = self._name_ids.get(name)
         if found is None:
             found = self._name_ids[name] = len(self.names)
             self.names.append(name)
+            self.kinds.append((_ENTRY if name in ENTRY_POINTS else 0)
+                              | (_FREE if name in FREE_FUNCTIONS else 0)
+                              | (_DROP if name in DROP_FUNCTIONS else 0))
         return found
 
-    def meta_id(self, meta: Meta | None) -> int:
-        if meta is None:
-            return 0
-        found = self._meta_by_object.get(id(meta))
+    def entry_bit(self, place: tuple[str, int, int]) -> int:
+        found = self._entry_bits.get(place)
         if found is None:
-            found = self._meta_ids.get(meta)
-            if found is None:
-                found = self._meta_ids[meta] = len(self.metas)
-                self.metas.append(meta)
-                self._meta_by_object[id(meta)] = found
+            found = self._entry_bits[place] = len(self._entry_bits)
         return found
 
 
 _RETURN_BIT = 1 << 31
 _NO_EXTRA = (None, None, 0, None, None)
+_NO_DROP = (None, None)
+_WORD = 64  # bits of a packet's function/entry masks kept in columns; more go to a dict
+SEGMENT_PACKETS = 4096  # packets whose samples share one set of columns
+
+
+class Segment:
+    """Columns holding SEGMENT_PACKETS consecutive packets and their samples.
+
+    A sample is a timestamp, a word (function id | cpu << 16 | is_return << 31), its
+    Meta (shared: decoding and replay loading hand out one object per flow/device) and
+    the index of its packet's previous sample in the segment (-1: none): 24 bytes.
+    A packet (a slot: its key less `base`) is a row of about 50 bytes: address, latest
+    / earliest / last sample, count, the sample that freed it, masks of its functions
+    and entry points, its flow; the rare parts (drops, flow changes, extension fields,
+    stacks, packet bytes, bits past 64) sit in dicts aside. Packets are evicted oldest
+    first, so a segment's memory goes with its last packet."""
+
+    __slots__ = ("base", "interned", "ts", "word", "meta", "prev", "extra", "pid", "tail",
+                 "first", "last", "count", "freed", "functions", "entries", "flow", "wide",
+                 "drops", "flows", "paths", "__weakref__")
+
+    def __init__(self, base: int, interned: Interned):
+        self.base = base  # key of its first packet
+        self.interned = interned
+        # per sample
+        self.ts = array("q")
+        self.word = array("I")
+        self.meta: list[Meta | None] = []
+        self.prev = array("i")
+        self.extra: dict[int, tuple] = {}  # sample -> (fields, drop reason, clone skb, stack, capture)
+        # per packet
+        self.pid = array("Q")
+        self.tail = array("i")
+        self.first = array("i")
+        self.last = array("i")
+        self.count = array("I")
+        self.freed = array("i")  # the sample that ended it; -1: open (its end not seen)
+        self.functions = array("Q")  # bit per function id below 64
+        self.entries = array("Q")  # bit per entry place below 64 (Interned.entry_bit)
+        self.flow: list[Meta | None] = []  # the first sample's that had headers
+        self.wide: dict[tuple[int, int], int] = {}  # (slot, 0 functions / 1 entries) -> bits >= 64
+        self.drops: dict[int, tuple[str, str]] = {}  # slot -> (drop reason, function)
+        self.flows: dict[int, list[Meta]] = {}  # slot -> each later flow (NAT, encapsulation)
+        self.paths: dict[int, tuple] = {}  # slot -> (samples then, path(), metas()), see _summary
+
+    def new_packet(self, packet_id: int) -> int:
+        slot = len(self.pid)
+        self.pid.append(packet_id)
+        self.tail.append(-1)
+        self.first.append(-1)
+        self.last.append(-1)
+        self.count.append(0)
+        self.freed.append(-1)
+        self.functions.append(0)
+        self.entries.append(0)
+        self.flow.append(None)
+        return slot
+
+    def mask(self, slot: int, which: int) -> int:
+        """All the function (0) or entry (1) bits of a packet."""
+        low = (self.functions if which == 0 else self.entries)[slot]
+        return low | self.wide.get((slot, which), 0) if self.wide else low
+
+    def add_bit(self, slot: int, which: int, bit: int) -> None:
+        if bit < _WORD:
+            column = self.functions if which == 0 else self.entries
+            column[slot] |= 1 << bit
+        else:
+            self.wide[(slot, which)] = self.wide.get((slot, which), 0) | 1 << bit
 
 
 class Packet:
     """One journey: the samples of one skb between its allocation and its free.
 
-    Samples are kept compactly (a timestamp, a word of function/CPU/return, a meta
-    index; drop reasons and extension fields aside) and rebuilt as `Sample`s when
-    asked for: a live TUI may hold millions of them."""
+    A view of a packet's row in its segment (see Segment): the store hands out a new
+    one on each access, equal to the others of the same packet. Samples are rebuilt
+    as `Sample`s when asked for: a live TUI may hold millions of them, a replay every
+    sample of its file."""
 
-    __slots__ = ("key", "packet_id", "_interned", "_ts", "_info", "_meta", "_extra",
-                 "_functions", "_cpus", "_first", "_last", "freed", "freed_at", "drop_reason",
-                 "drop_function", "meta", "_entries", "flow_changes", "_path")
+    __slots__ = ("key", "_seg", "_slot")
 
-    def __init__(self, key: int, packet_id: int, interned: Interned | None = None):
-        self.key = key  # unique within a PacketStore; packet ids are recycled
-        self.packet_id = packet_id
-        self._interned = interned or Interned()
-        self._ts = array("q")
-        self._info = array("I")  # function id | cpu << 16 | is_return << 31
-        self._meta = array("I")
-        # sample index -> (fields, drop reason, clone skb, stack): the rare parts
-        self._extra: dict[int, tuple] | None = None
-        self._functions = 0  # bit per function id
-        self._cpus = 0  # bit per CPU
-        self._first = self._last = 0  # indexes of the earliest and latest samples
-        self.freed = False  # its end was seen; else it is "open"
-        self.freed_at = 0  # timestamp of that free
-        self.drop_reason: str | None = None
-        self.drop_function: str | None = None  # where it was dropped
-        self.meta: Meta | None = None  # the first sample's that had headers: the flow
-        self._path: tuple | None = None  # (samples then, path(), metas()), see _summary
-        self._entries: set[tuple[str, int, int]] | None = None  # entry points passed, where
-        # Each later flow the packet had (NAT, encapsulation), in order: [] when none.
-        self.flow_changes: list[Meta] = []
+    def __init__(self, segment: Segment, slot: int):
+        self._seg = segment
+        self._slot = slot
+        self.key = segment.base + slot  # unique within a PacketStore; packet ids are recycled
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Packet) and other._seg is self._seg and other._slot == self._slot
+
+    def __hash__(self) -> int:
+        return hash((id(self._seg), self._slot))
+
+    def __repr__(self) -> str:
+        return f"Packet(key={self.key}, packet_id={packet_id_text(self.packet_id)}, samples={len(self)})"
+
+    @property
+    def packet_id(self) -> int:
+        return self._seg.pid[self._slot]
 
     @property
     def dropped(self) -> bool:
-        return self.drop_reason is not None
+        return self._slot in self._seg.drops
+
+    @property
+    def drop_reason(self) -> str | None:
+        return self._seg.drops.get(self._slot, _NO_DROP)[0]
+
+    @property
+    def drop_function(self) -> str | None:
+        """Where it was dropped."""
+        return self._seg.drops.get(self._slot, _NO_DROP)[1]
+
+    @property
+    def meta(self) -> Meta | None:
+        """The first sample's that had headers: the flow."""
+        return self._seg.flow[self._slot]
+
+    @property
+    def freed(self) -> bool:
+        """Its end was seen; else it is "open"."""
+        return self._seg.freed[self._slot] >= 0
+
+    @property
+    def freed_at(self) -> int:
+        """Timestamp of the free that ended it (0 while open)."""
+        freed = self._seg.freed[self._slot]
+        return self._seg.ts[freed] if freed >= 0 else 0
+
+    @property
+    def flow_changes(self) -> list[Meta]:
+        """Each later flow the packet had (NAT, encapsulation), in order: [] when none."""
+        return list(self._seg.flows.get(self._slot, ()))
+
+    @property
+    def _functions(self) -> int:
+        """A bit per function id seen."""
+        return self._seg.mask(self._slot, 0)
+
+    @property
+    def _path(self) -> tuple | None:
+        return self._seg.paths.get(self._slot)
+
+    @_path.setter
+    def _path(self, value: tuple | None) -> None:  # None: forget the cached path
+        if value is None:
+            self._seg.paths.pop(self._slot, None)
+        else:
+            self._seg.paths[self._slot] = value
 
     def starts_new_journey(self, sample: Sample) -> bool:
         """Whether the sample, at this journey's address, is another packet's (the rules above)."""
-        if sample.is_return:
-            return False
-        ts = sample.timestamp
-        if self.freed:
-            return not (is_free_path(sample.function) and ts - self.freed_at <= FREE_PATH_WINDOW)
-        if ts - self._ts[self._last] > NEW_PACKET_GAP:
-            return True
-        meta = sample.meta
-        if meta is None:
-            return False
-        if meta.saddr and self.meta is not None:
-            flow = self.flow_changes[-1] if self.flow_changes else self.meta
-            if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
-                return True
-        return (self._entries is not None and sample.function in ENTRY_POINTS
-                and (sample.function, meta.ifindex, meta.netns) in self._entries)
+        return _starts_new_journey(self._seg, self._slot, sample)
 
     def add(self, sample: Sample) -> None:
-        interned = self._interned
-        function = sample.function
-        name_id = interned._name_ids.get(function)
-        if name_id is None:
-            name_id = interned.name_id(function)
-        index = len(self._ts)
-        ts = sample.timestamp
-        self._ts.append(ts)
-        self._info.append(name_id | (sample.processor_id & 0x7FFF) << 16
-                          | (_RETURN_BIT if sample.is_return else 0))
-        self._meta.append(interned.meta_id(sample.meta))
-        clone = is_clone(sample)
-        capture = sample.capture
-        if (sample.fields is not None or sample.drop_reason is not None or clone
-                or sample.stack is not None or capture is not None):
-            if self._extra is None:
-                self._extra = {}
-            if capture is not None and index and (index - 1) in self._extra:
-                previous = self._extra[index - 1][4]
-                if previous == capture:  # unchanged bytes: share one copy
-                    capture = previous
-            # Only a clone's skb is kept: for the others it is the packet id.
-            self._extra[index] = (sample.fields, sample.drop_reason,
-                                  sample.skb if clone else 0, sample.stack, capture)
-        self._functions |= 1 << name_id
-        self._cpus |= 1 << (sample.processor_id & 0x7FFF)
-        if ts < self._ts[self._first]:
-            self._first = index
-        if ts >= self._ts[self._last]:
-            self._last = index
-        ends = sample.journey_end
-        if ends is None:  # not following skbs: the packet's skb is the only one
-            ends = function in FREE_FUNCTIONS and not sample.is_return
-        if ends and not self.freed:
-            self.freed = True
-            self.freed_at = ts
-        reason = sample.drop_reason
-        if reason is not None and reason not in NOT_DROPS:
-            self.drop_reason = reason
-            self.drop_function = function
-        elif (reason is None and function in DROP_FUNCTIONS and not sample.is_return
-              and self.drop_reason is None):
-            # ipftrace2's JSON has no drop reason: kfree_skb frees a dropped packet.
-            self.drop_reason = NO_REASON
-            self.drop_function = function
-        meta = sample.meta
-        if meta is not None:
-            if function in ENTRY_POINTS and not sample.is_return:
-                if self._entries is None:
-                    self._entries = set()
-                self._entries.add((function, meta.ifindex, meta.netns))
-            if meta.saddr:
-                if self.meta is None:
-                    self.meta = meta
-                elif not same_flow(meta, self.flow_changes[-1] if self.flow_changes
-                                   else self.meta):
-                    self.flow_changes.append(meta)
+        _add(self._seg, self._slot, sample)
 
     @property
     def flows(self) -> list[Meta]:
         """The packet's flow, then each it changed to."""
-        return [self.meta, *self.flow_changes] if self.meta is not None else []
+        meta = self.meta
+        if meta is None:
+            return []
+        changes = self._seg.flows.get(self._slot)
+        return [meta, *changes] if changes else [meta]
+
+    def _indexes(self) -> list[int]:
+        """Its samples' indexes into the segment, in arrival order."""
+        out = []
+        i, prev = self._seg.tail[self._slot], self._seg.prev
+        while i >= 0:
+            out.append(i)
+            i = prev[i]
+        out.reverse()
+        return out
+
+    def _ordered(self) -> list[int]:
+        """Its samples' indexes in timestamp order (arrival order, unless some came late)."""
+        indexes = self._indexes()
+        ts = self._seg.ts
+        previous = -1 << 63
+        for i in indexes:
+            if ts[i] < previous:
+                return sorted(indexes, key=ts.__getitem__)
+            previous = ts[i]
+        return indexes
 
     def _sample(self, i: int) -> Sample:
-        info = self._info[i]
-        fields, reason, skb, stack, capture = (self._extra.get(i, _NO_EXTRA) if self._extra
-                                               else _NO_EXTRA)
-        return Sample(packet_id=self.packet_id, timestamp=self._ts[i],
-                      processor_id=(info >> 16) & 0x7FFF,
-                      function=self._interned.names[info & 0xFFFF],
-                      is_return=bool(info & _RETURN_BIT), fields=fields, drop_reason=reason,
-                      meta=self._interned.metas[self._meta[i]], skb=skb, stack=stack,
-                      capture=capture)
+        seg = self._seg
+        word = seg.word[i]
+        extra = seg.extra
+        fields, reason, skb, stack, capture = extra.get(i, _NO_EXTRA) if extra else _NO_EXTRA
+        return Sample(packet_id=seg.pid[self._slot], timestamp=seg.ts[i],
+                      processor_id=(word >> 16) & 0x7FFF,
+                      function=seg.interned.names[word & 0xFFFF],
+                      is_return=bool(word & _RETURN_BIT), fields=fields, drop_reason=reason,
+                      meta=seg.meta[i], skb=skb, stack=stack, capture=capture)
 
     @property
     def samples(self) -> list[Sample]:
         """The journey in timestamp order."""
-        ts = self._ts
-        order = sorted(range(len(ts)), key=ts.__getitem__)
-        return [self._sample(i) for i in order]
+        return [self._sample(i) for i in self._ordered()]
 
     def __len__(self) -> int:
-        return len(self._ts)
+        return self._seg.count[self._slot]
 
     @property
     def first(self) -> Sample:
-        return self._sample(self._first)
+        return self._sample(self._seg.first[self._slot])
 
     @property
     def last(self) -> Sample:
-        return self._sample(self._last)
+        return self._sample(self._seg.last[self._slot])
+
+    @property
+    def first_timestamp(self) -> int:
+        return self._seg.ts[self._seg.first[self._slot]]
 
     @property
     def duration(self) -> int:
-        return self._ts[self._last] - self._ts[self._first]
+        seg, slot = self._seg, self._slot
+        return seg.ts[seg.last[slot]] - seg.ts[seg.first[slot]]
 
     @property
     def functions(self) -> set[str]:
-        names, mask = self._interned.names, self._functions
+        names, mask = self._seg.interned.names, self._functions
         return {names[i] for i in range(len(names)) if mask >> i & 1}
 
     def has_function(self, function: str) -> bool:
-        found = self._interned._name_ids.get(function)
+        found = self._seg.interned._name_ids.get(function)
         return found is not None and bool(self._functions >> found & 1)
 
     def metas(self) -> list[Meta]:
         """The distinct headers/devices seen along the journey, in order."""
-        cached = self._path
-        if cached is None or cached[0] != len(self._ts):
+        cached = self._seg.paths.get(self._slot)
+        if cached is None or cached[0] != len(self):
             cached = self._summary()
         return cached[2]
 
     def function_bits(self) -> tuple[int, list[str]]:
         """A bit per function seen (by index into the returned name table)."""
-        return self._functions, self._interned.names
+        return self._functions, self._seg.interned.names
 
     def path(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The functions of the entries in time order with repeats collapsed, and the
         devices/namespaces crossed in order (see paths.py)."""
-        cached = self._path  # checked here: the paths view asks every journey, often
-        if cached is None or cached[0] != len(self._ts):
+        cached = self._seg.paths.get(self._slot)  # the paths view asks every journey, often
+        if cached is None or cached[0] != len(self):
             cached = self._summary()
         return cached[1]
 
     def _summary(self) -> tuple:
         """(sample count, path(), metas()), cached until the next sample."""
-        ts, info, metas_of = self._ts, self._info, self._meta
-        names, metas = self._interned.names, self._interned.metas
+        word_of, meta_of = self._seg.word, self._seg.meta
+        names = self._seg.interned.names
         functions: list[str] = []
         places: list[str] = []
         seen: list[Meta] = []
-        seen_ids: set[int] = set()
-        for i in sorted(range(len(ts)), key=ts.__getitem__):
-            word = info[i]
+        seen_metas: set[Meta] = set()
+        for i in self._ordered():
+            word = word_of[i]
             if not word & _RETURN_BIT:
                 name = names[word & 0xFFFF]
                 if not functions or functions[-1] != name:
                     functions.append(name)
-            meta_id = metas_of[i]
-            if meta_id and meta_id not in seen_ids:
-                seen_ids.add(meta_id)
-                meta = metas[meta_id]
+            meta = meta_of[i]
+            if meta is not None and meta not in seen_metas:
+                seen_metas.add(meta)
                 seen.append(meta)
                 place = place_text(meta)
                 if place and place not in places:
                     places.append(place)
-        self._path = (len(ts), (tuple(functions), tuple(places)), seen)
-        return self._path
+        summary = (len(self), (tuple(functions), tuple(places)), seen)
+        self._seg.paths[self._slot] = summary
+        return summary
 
     @property
     def cpus(self) -> list[int]:
-        mask, cpu, out = self._cpus, 0, []
-        while mask:
-            if mask & 1:
-                out.append(cpu)
-            mask >>= 1
-            cpu += 1
-        return out
+        word = self._seg.word
+        return sorted({word[i] >> 16 & 0x7FFF for i in self._indexes()})
+
+
+def _starts_new_journey(seg: Segment, slot: int, sample: Sample) -> bool:
+    if sample.is_return:
+        return False
+    ts = sample.timestamp
+    freed = seg.freed[slot]
+    if freed >= 0:
+        return not (is_free_path(sample.function) and ts - seg.ts[freed] <= FREE_PATH_WINDOW)
+    if ts - seg.ts[seg.last[slot]] > NEW_PACKET_GAP:
+        return True
+    meta = sample.meta
+    if meta is None:
+        return False
+    flow = seg.flow[slot]
+    if meta.saddr and flow is not None:
+        changes = seg.flows.get(slot) if seg.flows else None
+        if changes:
+            flow = changes[-1]
+        if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
+            return True
+    if sample.function not in ENTRY_POINTS:
+        return False
+    bit = seg.interned._entry_bits.get((sample.function, meta.ifindex, meta.netns))
+    return bit is not None and bool(seg.mask(slot, 1) >> bit & 1)
+
+
+def _add(seg: Segment, slot: int, sample: Sample) -> None:
+    """A sample into its packet's row and the segment's sample columns."""
+    (pid, ts, cpu, function, is_return, fields, reason, meta, _data, skb, stack, ends,
+     capture) = sample
+    interned = seg.interned
+    name_id = interned._name_ids.get(function)
+    if name_id is None:
+        name_id = interned.name_id(function)
+    kind = interned.kinds[name_id]
+    seg_ts = seg.ts
+    index = len(seg_ts)
+    cpu &= 0x7FFF
+    seg_ts.append(ts)
+    seg.word.append(name_id | cpu << 16 | _RETURN_BIT if is_return else name_id | cpu << 16)
+    seg.meta.append(meta)
+    tail = seg.tail[slot]
+    seg.prev.append(tail)
+    if tail < 0:
+        seg.first[slot] = seg.last[slot] = index
+    else:
+        if ts < seg_ts[seg.first[slot]]:
+            seg.first[slot] = index
+        if ts >= seg_ts[seg.last[slot]]:
+            seg.last[slot] = index
+    seg.tail[slot] = index
+    seg.count[slot] += 1
+    clone = skb != 0 and skb != pid
+    if (fields is not None or reason is not None or clone or stack is not None
+            or capture is not None):
+        extra = seg.extra
+        if capture is not None:
+            previous = extra.get(index - 1)
+            if previous is not None and previous[4] == capture:
+                capture = previous[4]  # unchanged bytes: share one copy
+        # Only a clone's skb is kept: for the others it is the packet id.
+        extra[index] = (fields, reason, skb if clone else 0, stack, capture)
+    if name_id < _WORD:
+        seg.functions[slot] |= 1 << name_id
+    else:
+        seg.add_bit(slot, 0, name_id)
+    if ends is None:  # not following skbs: the packet's skb is the only one
+        ends = kind & _FREE and not is_return
+    if ends and seg.freed[slot] < 0:
+        seg.freed[slot] = index
+    if reason is not None:
+        if reason not in NOT_DROPS:
+            seg.drops[slot] = (reason, function)
+    elif kind & _DROP and not is_return and slot not in seg.drops:
+        # ipftrace2's JSON has no drop reason: kfree_skb frees a dropped packet.
+        seg.drops[slot] = (NO_REASON, function)
+    if meta is not None:
+        if kind & _ENTRY and not is_return:
+            bit = interned.entry_bit((function, meta.ifindex, meta.netns))
+            seg.add_bit(slot, 1, bit)
+        if meta.saddr:
+            flow = seg.flow[slot]
+            if flow is None:
+                seg.flow[slot] = meta
+            else:
+                changes = seg.flows.get(slot) if seg.flows else None
+                if changes:
+                    flow = changes[-1]
+                if meta is not flow and not same_flow(meta, flow):
+                    seg.flows.setdefault(slot, []).append(meta)
 
 
 def durations(packets: Iterable[Packet]) -> list[int]:
-    """Packet.duration of many packets at once (no property call each: the paths view)."""
-    return [p._ts[p._last] - p._ts[p._first] for p in packets]
+    """Packet.duration of many packets at once (the paths view)."""
+    return [p.duration for p in packets]
+
+
+class Packets(Mapping):
+    """A store's packets by key, oldest first: views made on access (keys are consecutive)."""
+
+    def __init__(self, store: PacketStore):
+        self._store = store
+
+    def __len__(self) -> int:
+        return self._store._next_key - self._store._oldest
+
+    def __iter__(self):
+        return iter(range(self._store._oldest, self._store._next_key))
+
+    def __reversed__(self):
+        return reversed(range(self._store._oldest, self._store._next_key))
+
+    def __contains__(self, key) -> bool:
+        return type(key) is int and self._store._oldest <= key < self._store._next_key
+
+    def __getitem__(self, key: int) -> Packet:
+        store = self._store
+        if type(key) is not int or not store._oldest <= key < store._next_key:
+            raise KeyError(key)
+        segments = store._segments
+        segment = segments[(key - segments[0].base) // SEGMENT_PACKETS]
+        return Packet(segment, key - segment.base)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def values(self):
+        return _PacketValues(self)
+
+    def items(self):
+        return _PacketItems(self)
+
+
+class _PacketValues(ValuesView):
+    def __iter__(self):
+        store = self._mapping._store
+        oldest = store._oldest
+        for segment in list(store._segments):
+            start = max(oldest - segment.base, 0)
+            for slot in range(start, len(segment.pid)):
+                yield Packet(segment, slot)
+
+
+class _PacketItems(ItemsView):
+    def __iter__(self):
+        for packet in _PacketValues(self._mapping):
+            yield packet.key, packet
 
 
 class PacketStore:
@@ -433,38 +637,58 @@ class PacketStore:
     def __init__(self, max_packets: int | None = 10_000, split_on_free: bool = True):
         self.max_packets = max_packets
         self.split_on_free = split_on_free
-        self.packets: dict[int, Packet] = {}  # key -> packet, oldest first
         self.interned = Interned()
-        self._current: dict[int, Packet] = {}  # packet id -> its newest packet
+        self._segments: list[Segment] = []  # consecutive, each SEGMENT_PACKETS but the newest
+        self._oldest = 0  # key of the oldest packet kept
         self._next_key = 0
+        self._current: dict[int, int] = {}  # packet id -> key of its newest packet
+        self.packets = Packets(self)  # key -> packet, oldest first
         self.evicted = 0
         self.samples = 0
         self.origin: int | None = None  # first timestamp seen: times are shown relative to it
 
     def add(self, samples: list[Sample]) -> tuple[list[Packet], set[int]]:
         """Adds a batch; returns (new packets, keys of packets that changed)."""
-        created: list[Packet] = []
+        created: list[tuple[Segment, int]] = []
         changed: set[int] = set()
         if not samples:
-            return created, changed
+            return [], changed
         if self.origin is None:
             self.origin = min(samples, key=_timestamp).timestamp
         # Batches come in the kernel's commit order, which is time order up to small
-        # jitter between CPUs; Packet.add puts late samples in place.
-        current, packets, split = self._current, self.packets, self.split_on_free
+        # jitter between CPUs; _add puts late samples in place.
+        current, split, segments = self._current, self.split_on_free, self._segments
+        oldest = self._oldest
+        last_pid = last = None  # consecutive samples of one packet: one lookup
         for sample in samples:
-            packet = current.get(sample.packet_id)
-            if packet is None or (split and packet.starts_new_journey(sample)):
-                packet = Packet(self._next_key, sample.packet_id, self.interned)
+            pid = sample[0]
+            if pid == last_pid:
+                segment, slot, key = last
+            else:
+                key = current.get(pid)
+                if key is None or key < oldest:
+                    segment = None
+                else:
+                    segment = segments[(key - segments[0].base) // SEGMENT_PACKETS]
+                    slot = key - segment.base
+            if segment is None or (split and _starts_new_journey(segment, slot, sample)):
+                key = self._next_key
                 self._next_key += 1
-                packets[packet.key] = packet
-                current[sample.packet_id] = packet
-                created.append(packet)
-            packet.add(sample)
-            changed.add(packet.key)
+                segment = segments[-1] if segments else None
+                if segment is None or len(segment.pid) >= SEGMENT_PACKETS:
+                    segment = Segment(key, self.interned)
+                    segments.append(segment)
+                slot = segment.new_packet(pid)
+                current[pid] = key
+                created.append((segment, slot))
+            _add(segment, slot, sample)
+            changed.add(key)
+            last_pid, last = pid, (segment, slot, key)
         self.samples += len(samples)
         self._evict()
-        return [p for p in created if p.key in self.packets], changed & self.packets.keys()
+        oldest = self._oldest
+        return ([Packet(s, slot) for s, slot in created if s.base + slot >= oldest],
+                {k for k in changed if k >= oldest})
 
     def _evict(self) -> None:
         if self.max_packets is None:  # a replay keeps everything
@@ -472,18 +696,24 @@ class PacketStore:
         excess = len(self.packets) - self.max_packets
         if excess <= 0:
             return
-        for key in list(self.packets)[:excess]:
-            packet = self.packets.pop(key)
+        current, packets = self._current, self.packets
+        for key in range(self._oldest, self._oldest + excess):
+            packet = packets[key]
             self.samples -= len(packet)
-            if self._current.get(packet.packet_id) is packet:
-                del self._current[packet.packet_id]
+            if current.get(packet.packet_id) == key:
+                del current[packet.packet_id]
+        self._oldest += excess
+        segments = self._segments
+        while segments and segments[0].base + SEGMENT_PACKETS <= self._oldest:
+            del segments[0]
         self.evicted += excess
 
     def journeys(self) -> list[list[Sample]]:
         return [p.samples for p in self.packets.values()]
 
     def clear(self) -> None:
-        self.packets.clear()
+        self._segments.clear()
         self._current.clear()
+        self._oldest = self._next_key
         self.samples = 0
         self.origin = None

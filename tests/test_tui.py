@@ -124,7 +124,7 @@ async def test_search_moves_to_matching_packet():
         assert "tcp_send_reset" in tree.get_node_at_line(tree.cursor_line).label.plain
         await pilot.press("n")
         second_hit = app.store.packets[table.selected_key()]
-        assert "tcp_send_reset" in second_hit.functions and second_hit is not first_hit
+        assert "tcp_send_reset" in second_hit.functions and second_hit != first_hit
 
 
 async def test_pause_holds_samples_and_follow_selects_newest():

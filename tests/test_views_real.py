@@ -36,7 +36,9 @@ async def test_paths_and_filter_on_live_demo_traffic(nothing_left_behind):
                 [(p.functions, p.count) for p in expected]
             table = screen.query_one(PathTable)
             row = next(i for i, p in enumerate(screen.paths) if p.outcome == "drop: NO_SOCKET")
-            assert str(table.get_row_at(row)[3].plain) == "drop: NO_SOCKET"
+            # The most common ending; live, a journey on the same path may end otherwise
+            # (" +1": another ending), as it did once in a few runs.
+            assert str(table.get_row_at(row)[3].plain).split(" +")[0] == "drop: NO_SOCKET"
             # It crossed into the demo's other namespace, where nothing listens.
             assert any(place.startswith(demo.pair.dev_b + "@")
                        for place in screen.paths[row].places), screen.paths[row].places

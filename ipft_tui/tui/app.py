@@ -31,7 +31,16 @@ from .widgets import DetailPane, JourneyTree, StatusBar, status_items, where_tex
 
 DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
 APPLY_BUDGET = 0.035  # s of sample handling per tick at most: input stays responsive
-APPLY_CHUNK = 10_000  # samples handled at a time within that budget
+APPLY_CHUNK = 4_000  # samples handled at a time within that budget
+# Live, the list stays within about this long of now: when more waits than the UI can
+# handle in that time (at the rate it has been handling them), the oldest is shed (and
+# counted on the status bar) instead of showing ever older packets.
+SHED_HORIZON = 0.5  # s
+FIRST_RATE = 100_000  # samples/s assumed handled before it is measured
+# While following a busy trace the newest packet changes on every tick: its journey and
+# details (a tree rebuilt, a screen laid out again) are redrawn at most this often.
+FOLLOW_REDRAW = 0.25  # s
+LOADING_REDRAW = 0.5  # s between redraws while a replay loads
 WIDE = 200  # columns from which the journey and details sit beside the list, not below
 NARROW = 120  # below: the details under the journey, not beside it
 
@@ -81,6 +90,13 @@ class IpftApp(App):
         self.compare_a: int | None = None  # key of the packet marked with v
         self._error_shown = False  # the source's error was notified
         self._mask_cache: tuple | None = None  # ((function filter, names), mask)
+        self.shed = 0  # samples a live trace dropped to stay current (status bar)
+        self._handled_rate = float(FIRST_RATE)  # samples/s the ticks can handle
+        self._handled: tuple[int, float] = (0, 0.0)  # (samples handled, s spent) to count from
+        self._shown_at = 0.0  # monotonic time the journey was last redrawn
+        self._journey_stale = False  # the selected packet grew or changed since
+        self._view_at = 0.0  # monotonic time of the last view update
+        self._unshown: set[int] = set()  # keys changed since (a replay loading)
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: App.query_one searches the active screen, which is
@@ -106,6 +122,7 @@ class IpftApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = self._subtitle()
+        self._subtitle_loading = getattr(self.source, "loading", False)
         self.recording = getattr(self.source, "record_path", None)
         if self.ask_mark:
             self.push_screen(FilterDialog(self._packet_filters()), self._first_mark)
@@ -149,22 +166,60 @@ class IpftApp(App):
         # buffer, which counts what it has to drop when it is full.
         deadline = time.perf_counter() + APPLY_BUDGET
         changed: set[int] = set()
+        if self.source.live and not self.paused:
+            self._shed_backlog()
+        handled = 0
+        started = time.perf_counter()
         while time.perf_counter() < deadline:
             samples = self._decorate(self.buffer.drain(limit=APPLY_CHUNK))
             if not samples:
                 break
+            handled += len(samples)
             if self.paused:
                 self.pending.extend(samples)
             else:
                 changed |= self.apply(samples, update_view=False)
-        if changed:
-            self._update_view(changed)
+        self._count_handled(handled, time.perf_counter() - started)
+        # A big replay loading: the screen shows its progress twice a second, and the
+        # time between goes to loading.
+        now = time.monotonic()
+        held = (not self.source.live and now - self._view_at < LOADING_REDRAW
+                and (len(self.buffer) > 0 or getattr(self.source, "loading", False)))
+        if held:
+            self._unshown |= changed
+        elif changed or self._unshown:
+            self._update_view(changed | self._unshown)
+            self._unshown = set()
+            self._view_at = now
+        elif self._journey_stale:
+            self._show_selected()
         for notice in self.source.take_notices():
             self.notify(notice, severity="warning", timeout=6)
         if self.source.error is not None and not self._error_shown:
             self._error_shown = True
             self.notify(str(self.source.error), severity="error", timeout=30)
-        self._update_status()
+        if not held:
+            self._update_status()
+
+    def _count_handled(self, handled: int, took: float) -> None:
+        """How many samples a second the ticks can handle: per second spent handling them,
+        in the share of each tick's interval the budget gives (not per second of wall
+        time: what is shed, or did not come, says nothing of what could be handled)."""
+        count, spent = self._handled
+        count += handled
+        spent += took
+        if spent >= 0.1 and count:
+            rate = count / spent * APPLY_BUDGET / DRAIN_INTERVAL
+            self._handled_rate = 0.5 * self._handled_rate + 0.5 * rate
+            count, spent = 0, 0.0
+        self._handled = (count, spent)
+
+    def _shed_backlog(self) -> None:
+        """Drops the oldest waiting samples beyond what can be handled within SHED_HORIZON."""
+        room = int(self._handled_rate * SHED_HORIZON)
+        excess = len(self.buffer) - room
+        if excess > 0:
+            self.shed += sum(len(batch) for batch in self.buffer.drain_batches(limit=excess))
 
     def _decorate(self, samples: list) -> list:
         """An extension's data decoded into fields; on a dump() error, say so and go on without."""
@@ -206,8 +261,19 @@ class IpftApp(App):
             table.move_cursor(table.row_count - 1, user=False)
         selected = table.selected_key()
         if selected is not None and (selected in changed or selected != self._shown_key):
-            self.show_packet(selected)
+            self._journey_stale = True
+        if self._journey_stale:
+            self._show_selected()
         self._update_filter_chip()
+
+    def _show_selected(self) -> None:
+        """The selected packet's journey, redrawn now or, following, on a later tick."""
+        now = time.monotonic()
+        if self.follow and now - self._shown_at < FOLLOW_REDRAW:
+            return
+        self._journey_stale = False
+        self._shown_at = now
+        self.show_packet(self.packet_table.selected_key())
 
     @property
     def filtered(self) -> bool:
@@ -259,8 +325,16 @@ class IpftApp(App):
             self._last_tick = (now, status.samples)
         bar = self.attach_bar
         loading = None
-        if not self.source.live and self.store.samples < status.samples:
-            loading = (self.store.samples, status.samples)
+        if not self.source.live:
+            total, about = status.samples, ""
+            if getattr(self.source, "loading", False):  # still reading: the total estimated
+                total = max(int(total / max(self.source.read_fraction, 0.01)), total + 1)
+                about = "~"
+            elif self._subtitle_loading:
+                self._subtitle_loading = False
+                self.sub_title = self._subtitle()  # the recording's settings are known now
+            if self.store.samples < total:
+                loading = (self.store.samples, total, about)
         busy = status.attaching or loading is not None
         if bar.has_class("active") != busy:
             bar.set_class(busy, "active")
@@ -270,7 +344,7 @@ class IpftApp(App):
             bar.update(total=loading[1], progress=loading[0])
         self.status_bar.show(status_items(
             status, rate=self._rate, packets=len(self.store.packets), evicted=self.store.evicted,
-            drops=self.buffer.dropped, follow=self.follow, paused=self.paused,
+            drops=self.buffer.dropped, shed=self.shed, follow=self.follow, paused=self.paused,
             pending=len(self.pending), live=self.source.live, loading=loading,
             recording=self.recording))
         self.filter_bar.show_counts(self.packet_table.row_count, len(self.store.packets))
@@ -456,7 +530,7 @@ class IpftApp(App):
             self.notify("mark packet A with v first", severity="warning")
             return
         b = self._selected_packet()
-        if b is a:
+        if b == a:
             self.notify("this is packet A: select another packet to compare", severity="warning")
         elif b is not None:
             self.push_screen(CompareScreen(a, b))

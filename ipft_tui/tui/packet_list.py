@@ -357,10 +357,20 @@ class PacketList(ScrollView, can_focus=True):
 
     # -- drawing ---------------------------------------------------------------------
 
+    def render_lines(self, crop):
+        # What every line of a frame shares, looked up once per frame, not per line.
+        self._frame = (self.rich_style, layout(self._width()))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    _frame: tuple | None = None
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
-        shown = layout(self._width())
+        rich_style, shown = self._frame or (self.rich_style, layout(self._width()))
         if y == 0:
             cells = [(c.title, HEADER_STYLE) for c in COLUMNS]
             if self.sorting:
@@ -372,14 +382,14 @@ class PacketList(ScrollView, can_focus=True):
         else:
             row = scroll_y + y - 1
             if row >= len(self.keys):
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, rich_style)
             packet = self.store.packets.get(self.keys[row])
             if packet is None:
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, rich_style)
             base = CURSOR_STYLE if row == self.cursor_row and self.has_focus else (
                 Style(reverse=True) if row == self.cursor_row else None)
             segments = _line(packet_cells(packet, self.store.origin or 0), base, shown)
-        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, rich_style)
         return strip
 
     def on_focus(self) -> None:

@@ -358,8 +358,8 @@ StatusItem = tuple[str, str, str]  # label, value, style
 
 
 def status_items(status: Status, *, rate: float, packets: int, evicted: int, drops: int,
-                 follow: bool, paused: bool, pending: int, live: bool,
-                 loading: tuple[int, int] | None = None,
+                 follow: bool, shed: int = 0, paused: bool, pending: int, live: bool,
+                 loading: tuple[int, int, str] | None = None,
                  recording: str | None = None) -> list[StatusItem]:
     """The status bar's fields, the most important first."""
     items: list[StatusItem] = []
@@ -370,13 +370,15 @@ def status_items(status: Status, *, rate: float, packets: int, evicted: int, dro
     if paused:
         item("", f"PAUSED +{pending}", "bold black on yellow")
     if loading is not None:
-        item("loading", f"{loading[0]}/{loading[1]} samples", "bold black on yellow")
+        item("loading", f"{loading[0]}/{loading[2]}{loading[1]} samples", "bold black on yellow")
     item("", "FOLLOW" if follow else "not following (F)", "bold green" if follow else "dim")
     item("packets", f"{packets}" + (f" (-{evicted} evicted)" if evicted else ""))
     item("lost", str(status.lost), "bold white on red" if status.lost else "bold")
     if status.missed:  # probe runs the kernel skipped
         item("missed", str(status.missed), "bold white on red")
     item("ui drops", str(drops), "bold white on red" if drops else "bold")
+    if shed:  # live, the oldest waiting samples dropped to keep the screen current
+        item("shed", str(shed), "bold black on yellow")
     if recording:
         item("", f"REC {recording}", "bold white on red")
     item("backend", status.backend or "starting")
@@ -429,14 +431,22 @@ class StatusBar(Static):
         super().__init__(**kwargs)
         self.items: list[StatusItem] = []
 
+    _lines = 0  # lines of the text shown: the bar's height
+
     def show(self, items: list[StatusItem]) -> None:
         if items != self.items:  # an idle screen redraws nothing
             self.items = items
-            self.update(layout_status(items, self._width()))
+            self._show(layout_status(items, self._width()))
+
+    def _show(self, text: Text) -> None:
+        # Only a change of height lays the screen out again; new counts only repaint.
+        lines = text.plain.count("\n") + 1
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
 
     def _width(self) -> int:
         # Before its first layout the bar has no size: the screen's width, less padding.
         return self.content_region.width or max(self.app.size.width - 2, 20)
 
     def on_resize(self) -> None:
-        self.update(layout_status(self.items, self._width()))
+        self._show(layout_status(self.items, self._width()))
