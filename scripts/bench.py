@@ -1028,6 +1028,14 @@ def kept_ratios(results: dict, workload: str, config: str) -> list[float]:
             if r.get("rate") and untraced.get(r["round"])]
 
 
+def lost_text(runs: list[dict]) -> str:
+    """Samples lost in the kernel, and the kernel's own misses (programs it skipped) when
+    the run counted them."""
+    text = fmt_spread(column(runs, "lost"))
+    misses = column(runs, "misses")
+    return text + (f" + {fmt_spread(misses)} missed" if any(misses) else "")
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
             *("| " + " | ".join(row) + " |" for row in rows)]
@@ -1037,8 +1045,9 @@ def render(results: dict) -> str:
     args = results["args"]
     lines = [f"{results['machine']}; {results['date']}; commit {results.get('commit', '?')}; "
              f"{args['repeats']} interleaved rounds; median (min-max) over the rounds", ""]
-    workloads = list(dict.fromkeys(r["job"][1] for r in results["runs"] if r["job"][0] == "matrix"))
-    configs = list(dict.fromkeys(r["job"][2] for r in results["runs"] if r["job"][0] == "matrix"))
+    ran = {tuple(r["job"][1:3]) for r in results["runs"] if r["job"][0] == "matrix"}
+    workloads = [w for w in args["workloads"].split(",") if any(w == r[0] for r in ran)]
+    configs = [c for c in args["only"].split(",") if any(c == r[1] for r in ran)]
     if workloads:
         lines += [f"Configurations side by side ({args['seconds']:g} s of traffic per run, sender "
                   f"rate {args['rate'] or 'max'}):", ""]
@@ -1054,7 +1063,7 @@ def render(results: dict) -> str:
                              fmt_spread(kept_ratios(results, w, c), "{:.0f}%"),
                              fmt_spread(column(runs, "kept_per_s", 1e-3)),
                              fmt_spread(column(runs, "dropped")),
-                             fmt_spread(column(runs, "lost")),
+                             lost_text(runs),
                              fmt_spread(column(runs, "cpu_us_per_kept"), "{:.2f}"),
                              fmt_spread(column(runs, "exit_cpu_s"), "{:.2f}"),
                              fmt_spread(column(runs, "startup_s"), "{:.1f}")])
@@ -1065,20 +1074,20 @@ def render(results: dict) -> str:
     tui_rows = []
     for w in workloads:
         if "tui" in configs:
-            tui_rows.append((f"{w}, max rate, {args['seconds']:g} s", runs_of(results, "matrix", w,
-                                                                            "tui")))
+            tui_rows.append((f"{w}, max rate, {args['seconds']:g} s", ("matrix", w, "tui")))
     for label in dict.fromkeys(r["job"][1] for r in results["runs"] if r["job"][0] == "lag"):
-        tui_rows.append((f"udp-veth, {label}, {args['lag_seconds']:g} s",
-                         runs_of(results, "lag", label)))
+        tui_rows.append((f"udp-veth, {label}, {args['lag_seconds']:g} s", ("lag", label)))
     if tui_rows:
         lines += ["The shipped TUI under load (marker: one datagram sent after the traffic, from "
                   "its first sample's kernel timestamp to the painted frame showing its row; "
                   "behind: per frame during the traffic, paint time minus the newest sample's "
                   "kernel timestamp; keys: F, to the frame showing the change):", ""]
         rows = []
-        for label, runs in tui_rows:
+        for label, job in tui_rows:
+            runs = runs_of(results, *job)
             if not runs:
-                rows.append([label, "error", *[""] * 8])
+                rows.append([label, "error: " + "; ".join(errors_of(results, *job))[:80],
+                             *[""] * 8])
                 continue
             missed = sum(1 for r in runs if not r.get("marker_shown"))
             marker = fmt_spread(column(runs, "marker_ms")) + (f" ({missed} not shown in 30 s)"
@@ -1090,7 +1099,7 @@ def render(results: dict) -> str:
                 keys += f" ({timeouts} unanswered in 5 s)"
             rows.append([label, fmt_spread(column(runs, "rate", 1e-3)),
                          fmt_spread(column(runs, "kept_per_s", 1e-3)),
-                         fmt_spread(column(runs, "lost")), fmt_spread(column(runs, "dropped")),
+                         lost_text(runs), fmt_spread(column(runs, "dropped")),
                          marker, fmt_spread(column(runs, "behind_max_ms")), keys,
                          fmt_spread(column(runs, "cpu_us_per_kept"), "{:.2f}"),
                          fmt_spread(column(runs, "startup_s"), "{:.1f}")])
@@ -1121,11 +1130,14 @@ def render(results: dict) -> str:
     if idle_live_runs or big:
         lines += [f"Idle CPU (% of one core over {args['idle_seconds']:g} s, nothing changing, "
                   "from /proc/PID/stat):", ""]
-        lines += table(["TUI", "idle CPU %"],
-                       [["live, tracing, no traffic", fmt_spread(column(idle_live_runs,
-                                                                         "idle_cpu_pct"), "{:.1f}")],
-                        ["replay of the 1M-sample recording, loaded",
-                         fmt_spread(column(big, "idle_cpu_pct"), "{:.1f}")]])
+        rows = []
+        if idle_live_runs:
+            rows.append(["live, tracing, no traffic",
+                         fmt_spread(column(idle_live_runs, "idle_cpu_pct"), "{:.1f}")])
+        if big:
+            rows.append([f"replay of the {big[0]['samples']:,}-sample recording, loaded",
+                         fmt_spread(column(big, "idle_cpu_pct"), "{:.1f}")])
+        lines += table(["TUI", "idle CPU %"], rows)
         lines.append("")
     memory = results.get("memory_bytes_per_sample")
     if memory:

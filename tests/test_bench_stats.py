@@ -78,7 +78,8 @@ def run(job, round_, **values):
 
 def test_tables_use_medians_and_same_round_untraced_rate():
     results = {"machine": "m", "date": "d", "commit": "c",
-               "args": {"repeats": 3, "seconds": 3.0, "rate": 0.0, "lag_seconds": 5.0,
+               "args": {"repeats": 3, "workloads": "udp-veth,udp-loopback", "only": "none,json",
+                        "seconds": 3.0, "rate": 0.0, "lag_seconds": 5.0,
                         "idle_seconds": 10.0},
                "runs": [
                    run(("matrix", "udp-veth", "none"), 0, rate=100_000.0),
