@@ -374,6 +374,7 @@ class Probe:
         self.app = None
         self.waits: list[Wait] = []
         self.newest_ts: int | None = None  # of the newest sample taken from the buffer
+        self.last_ts: int | None = None  # newest_ts at the previous frame
         self.behind: list[int] = []  # ns per frame: paint time - newest_ts
         self.tracking = False
         self.armed: list[int] | None = None  # timestamps delivered since "arm"
@@ -427,8 +428,11 @@ class Probe:
     def on_frame(self) -> None:
         now = monotonic_ns()
         self.frames += 1
-        if self.tracking and self.newest_ts is not None:
+        # Only frames with samples new since the last one: with nothing new, the age of the
+        # newest sample is quiet, not lag.
+        if self.tracking and self.newest_ts is not None and self.newest_ts != self.last_ts:
             self.behind.append(now - self.newest_ts)
+        self.last_ts = self.newest_ts
         if not self.waits:
             return
         text = screen_text(self.app)
@@ -901,7 +905,8 @@ def jobs_for(args) -> list[tuple]:
     if "matrix" in sections:
         jobs += [("matrix", w, c) for w in args.workloads.split(",") for c in args.only.split(",")]
     if "lag" in sections:
-        jobs += [("lag", f"{args.lag_rate / 1000:g}k/s", args.lag_rate), ("lag", "full rate", 0.0)]
+        jobs += [("lag", f"{rate / 1000:g}k/s" if rate else "full rate", rate)
+                 for rate in (float(r) for r in args.lag_rates.split(","))]
     if "replay" in sections:
         jobs += [("replay", "1M"), ("replay", "empty")]
     if "idle" in sections:
@@ -933,7 +938,9 @@ def main() -> int:
                         help=f"matrix configurations, of: {','.join(CONFIGS)}")
     parser.add_argument("--workloads", default="udp-veth,udp-loopback",
                         help="matrix workloads, of: udp-veth,udp-loopback,tcp-veth")
-    parser.add_argument("--lag-rate", type=float, default=40_000)
+    parser.add_argument("--lag-rates", default="40000",
+                        help="display lag runs: packets/s, comma-separated (0: max; the matrix's "
+                             "tui rows are the max-rate case)")
     parser.add_argument("--lag-seconds", type=float, default=5.0)
     parser.add_argument("--replay-journeys", type=int, default=250_000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
