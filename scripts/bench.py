@@ -599,7 +599,7 @@ class TuiChild:
         self.err.close()
 
 
-def key_probes(child: TuiChild, until, gap: float = 0.25, timeout: float = 5.0) -> tuple[list, int]:
+def key_probes(child: TuiChild, until, gap: float = 0.25, timeout: float = 30.0) -> tuple[list, int]:
     """F pressed again and again while until() is false; ms to the frame showing each."""
     latencies, timeouts, following = [], 0, True
     while not until():
@@ -1103,7 +1103,7 @@ def render(results: dict) -> str:
                     f"{fmt_spread(column(runs, 'key_max_ms'))}")
             timeouts = sum(r.get("key_timeouts", 0) for r in runs)
             if timeouts:
-                keys += f" ({timeouts} unanswered in 5 s)"
+                keys += f" ({timeouts} unanswered in 30 s)"
             rows.append([label, fmt_spread(column(runs, "rate", 1e-3)),
                          fmt_spread(column(runs, "kept_per_s", 1e-3)),
                          lost_text(runs), fmt_spread(column(runs, "dropped")),
