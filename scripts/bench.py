@@ -391,7 +391,7 @@ class Probe:
         self.app = app
         app.post_display_hook = self.on_frame
         buffer = app.buffer
-        drain_batches = buffer.drain_batches
+        drain_batches = getattr(buffer, "drain_batches", None)
 
         def timed_drain(*args, **kwargs):
             batches = drain_batches(*args, **kwargs)
@@ -400,7 +400,8 @@ class Probe:
                 if ts:
                     self.newest_ts = ts
             return batches
-        buffer.drain_batches = timed_drain
+        if drain_batches is not None:  # else another hand-over: no "behind" numbers
+            buffer.drain_batches = timed_drain
         sink = getattr(app.source, "_sink", None)
         if sink is not None:  # live: the collector's hand-over, seen before the buffer
             def watched_sink(batch):
@@ -408,7 +409,7 @@ class Probe:
                 if armed is not None and len(armed) < 200_000:
                     armed.extend(s.timestamp for s in samples_of(batch))
                 sink(batch)
-            app.source._sink = watched_sink
+            app.source._sink = watched_sink  # read by LiveSource.start(), after this
         threading.Thread(target=self.commands, daemon=True).start()
         threading.Thread(target=self.watch_ready, daemon=True).start()
 
@@ -647,15 +648,18 @@ def run_tui(workload: Workload, marker_timeout: float = 30) -> dict:
     delivered = after["samples"] - before["samples"]
     dropped = after["ui_drops"] - before["ui_drops"]
     kept = kept_samples(delivered, dropped)
-    on_screen = None
-    if marker is not None and marker.get("first_ts"):
-        on_screen = (marker["paint"] - marker["first_ts"]) / 1e6
+    on_screen = from_send = None
+    if marker is not None:
+        from_send = (marker["paint"] - sent) / 1e6  # a cross-check: sendto() came first
+        if marker.get("first_ts"):
+            on_screen = (marker["paint"] - marker["first_ts"]) / 1e6
     out = {"rate": result.get("rate"), "startup_s": startup, "delivered": delivered,
            "kept": kept, "kept_per_s": kept / workload.seconds,
            "lost": after.get("lost", 0) - before.get("lost", 0), "dropped": dropped,
            "rescued": after.get("rescued", 0) - before.get("rescued", 0),
            "cpu_us_per_kept": (after["cpu"] - before["cpu"]) / max(kept, 1) * 1e6,
-           "marker_ms": on_screen, "marker_shown": marker is not None,
+           "marker_ms": on_screen, "marker_from_send_ms": from_send,
+           "marker_shown": marker is not None,
            "behind_max_ms": during["behind_max_ms"], "behind_median_ms": during["behind_median_ms"],
            "key_p50_ms": percentile(keys, 0.5), "key_max_ms": max(keys) if keys else None,
            "key_timeouts": key_timeouts}
