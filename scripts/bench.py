@@ -953,10 +953,14 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "bench-results"))
     parser.add_argument("--views", action="store_true",
                         help="only time the paths view and journey filter (pure Python, no root)")
+    parser.add_argument("--render", metavar="JSON", help="print the tables of a saved run")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         return child_main(args.child)
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
     if args.views:
         for name, value in views_timings().items():
             print(f"{name:<55} {value:.1f}" if isinstance(value, float) else f"{name:<55} {value}")
@@ -1050,6 +1054,61 @@ def lost_text(runs: list[dict]) -> str:
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
             *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def target_rows(results: dict) -> list[list[str]]:
+    """#18's targets against the runs: the worst run decides whether one is met."""
+    rows = []
+
+    def check(target: str, values: list, ok, fmt: str = "{:.0f}", worst=max) -> None:
+        if not values:
+            return
+        met = "yes" if all(ok(v) for v in values) else "no"
+        rows.append([target, fmt_spread(values, fmt), fmt.format(worst(values)), met])
+
+    for w in ("udp-loopback", "udp-veth"):
+        for c in ("json", "aggregate"):
+            runs = runs_of(results, "matrix", w, c)
+            check(f"{c}, {w} at max rate: 0 dropped", column(runs, "dropped"), lambda v: v == 0)
+            check(f"{c}, {w} at max rate: 0 lost", column(runs, "lost"), lambda v: v == 0)
+        if w == "udp-loopback":
+            for c in ("json", "aggregate"):
+                check(f"{c}, {w}: >= 1.5M samples kept/s",
+                      column(runs_of(results, "matrix", w, c), "kept_per_s", 1e-6),
+                      lambda v: v >= 1.5, "{:.2f}M", worst=min)
+    lag = [r for r in results["runs"] if r["job"][0] == "lag" and r["job"][2] == 40_000
+           and "error" not in r]
+    check("TUI, 40k packets/s on veth: marker on screen < 500 ms",
+          [r["marker_ms"] if r.get("marker_ms") is not None else float("inf") for r in lag],
+          lambda v: v < 500)
+    check("TUI, 40k packets/s: 0 lost", column(lag, "lost"), lambda v: v == 0)
+    check("TUI, 40k packets/s: 0 dropped", column(lag, "dropped"), lambda v: v == 0)
+    full = [r for r in results["runs"] if "error" not in r and (
+        (r["job"][0] == "matrix" and r["job"][2] == "tui") or (r["job"][0] == "lag" and
+                                                                 not r["job"][2]))]
+    check("TUI at max rate: behind < 1000 ms", column(full, "behind_max_ms"), lambda v: v < 1000)
+    check("TUI at max rate: keys answered < 100 ms (max)", column(full, "key_max_ms"),
+          lambda v: v < 100)
+    big, empty = runs_of(results, "replay", "1M"), runs_of(results, "replay", "empty")
+    check("replay 1M samples: every journey kept, on screen < 8 s",
+          [r["all_kept_s"] if r.get("all_kept_s") is not None else float("inf") for r in big],
+          lambda v: v < 8, "{:.1f}")
+    check("replay 1M samples: peak RSS < 600 MB", column(big, "peak_rss", 1 / 2**20),
+          lambda v: v < 600)
+    base = spread(column(empty, "peak_rss"))
+    if base:
+        check("replay: <= 100 bytes per retained sample (RSS)",
+              [(r["peak_rss"] - base[0]) / r["samples"] for r in big if r.get("peak_rss")],
+              lambda v: v <= 100)
+    memory = results.get("memory_bytes_per_sample")
+    if memory:
+        check("<= 100 bytes per retained sample with meta (tracemalloc, replay)",
+              [memory["replay"]], lambda v: v <= 100)
+    check("idle CPU, live, no traffic: <= 1% of a core",
+          column(runs_of(results, "idle", "live"), "idle_cpu_pct"), lambda v: v <= 1, "{:.1f}")
+    check("idle CPU, loaded replay: <= 1% of a core", column(big, "idle_cpu_pct"),
+          lambda v: v <= 1, "{:.1f}")
+    return rows
 
 
 def render(results: dict) -> str:
@@ -1156,6 +1215,10 @@ def render(results: dict) -> str:
                      f"25k journeys): {memory['replay']:.0f} bytes read from a recording, "
                      f"{memory['live']:.0f} bytes with fields shared per flow as live decoding "
                      "does.")
+    targets = target_rows(results)
+    if targets:
+        lines += ["", "Against #18's targets (met only when every run meets it):", ""]
+        lines += table(["target", "measured", "worst run", "met"], targets)
     return "\n".join(lines)
 
 

@@ -103,3 +103,18 @@ def test_tables_use_medians_and_same_round_untraced_rate():
     assert cells[7] == "1.50 (1.00-2.00)"
     lag_row = next(line for line in text.splitlines() if "40k/s" in line)
     assert "error" in lag_row
+
+
+def test_a_target_is_met_only_when_every_run_meets_it():
+    lag = [run(("lag", "40k/s", 40000.0), i, marker_ms=ms, lost=0, dropped=0)
+           for i, ms in enumerate((120.0, 480.0, 650.0))]
+    idle = [run(("idle", "live"), i, idle_cpu_pct=pct) for i, pct in enumerate((0.2, 0.4, 0.3))]
+    rows = {r[0]: r[1:] for r in bench.target_rows({"runs": lag + idle})}
+    assert rows["TUI, 40k packets/s on veth: marker on screen < 500 ms"] == [
+        "480 (120-650)", "650", "no"]
+    assert rows["TUI, 40k packets/s: 0 lost"][2] == "yes"
+    assert rows["idle CPU, live, no traffic: <= 1% of a core"] == ["0.3 (0.2-0.4)", "0.4", "yes"]
+    # a marker never shown counts as a miss, not as a missing value
+    lag[0]["marker_ms"] = None
+    rows = {r[0]: r[1:] for r in bench.target_rows({"runs": lag})}
+    assert rows["TUI, 40k packets/s on veth: marker on screen < 500 ms"][1:] == ["inf", "no"]
