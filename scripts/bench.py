@@ -381,6 +381,7 @@ class Probe:
         self.marker_sent: int | None = None
         self.marker_frame: int | None = None
         self.frames = 0
+        self.probe_ns = 0  # spent reading frames' text
 
     def emit(self, **event) -> None:
         with self.lock:
@@ -437,6 +438,7 @@ class Probe:
         if not self.waits:
             return
         text = screen_text(self.app)
+        self.probe_ns += monotonic_ns() - now  # the instrument's own cost, reported
         with self.lock:
             ready = [w for w in self.waits if w.test(text)]
             self.waits = [w for w in self.waits if w not in ready]
@@ -450,6 +452,7 @@ class Probe:
         behind = self.behind
         return {"event": "status", "t": monotonic_ns(), "cpu": process_cpu(os.getpid()),
                 "ui_drops": self.app.buffer.dropped, "frames": self.frames,
+                "probe_s": self.probe_ns / 1e9,
                 "behind_median_ms": (statistics.median(behind) / 1e6) if behind else None,
                 "behind_max_ms": max(behind) / 1e6 if behind else None,
                 "behind_last_ms": behind[-1] / 1e6 if behind else None, **counters}
@@ -662,7 +665,9 @@ def run_tui(workload: Workload, marker_timeout: float = 30) -> dict:
            "marker_shown": marker is not None,
            "behind_max_ms": during["behind_max_ms"], "behind_median_ms": during["behind_median_ms"],
            "key_p50_ms": percentile(keys, 0.5), "key_max_ms": max(keys) if keys else None,
-           "key_timeouts": key_timeouts}
+           "key_timeouts": key_timeouts, "frames": after["frames"] - before["frames"],
+           "probe_cpu_share": (after["probe_s"] - before["probe_s"]) / max(
+               after["cpu"] - before["cpu"], 1e-9)}
     for name in ("misses", "missed", "recursion_misses", "kernel_misses"):  # item 5's counter
         if name in after:
             out["misses"] = after[name] - before.get(name, 0)
