@@ -229,6 +229,19 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> float:
     raise RuntimeError("ipft-tui did not become ready")
 
 
+def peak_rss(pid: int) -> int | None:
+    """Bytes: the process's peak resident set since its exec (VmHWM). getrusage's ru_maxrss
+    of a child is not that: exec keeps the larger of it and the pages the child had from
+    its parent before exec (the bench's own, hundreds of MB after writing the recording)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def reap(pid: int, timeout: float) -> resource.struct_rusage | None:
     """Wait for a child (killing it after `timeout`); its rusage (whole-life CPU, peak RSS)."""
     deadline = time.monotonic() + timeout
@@ -691,7 +704,7 @@ def idle_live(seconds: float) -> dict:
 
 def run_replay(path: str, journeys: int, samples: int, idle_seconds: float) -> dict:
     """`ipft-tui --replay FILE`: time to the first frame with rows and to the frame that
-    says every journey is kept (from the process's start), peak RSS (getrusage of the
+    says every journey is kept (from the process's start), peak RSS (VmHWM of the
     child), and then its idle CPU."""
     child = TuiChild("--replay", path)
     try:
@@ -705,10 +718,9 @@ def run_replay(path: str, journeys: int, samples: int, idle_seconds: float) -> d
             before = child.cpu()
             time.sleep(idle_seconds)
             idle = (child.cpu() - before) / idle_seconds * 100
+        rss = peak_rss(child.proc.pid)
     finally:
         child.close()
-    usage = child.usage
-    rss = usage.ru_maxrss * 1024 if usage is not None else None  # ru_maxrss is in KiB
     return {"samples": samples, "journeys": journeys,
             "first_rows_s": (rows["t"] - child.spawned) / 1e9 if rows else None,
             "all_kept_s": (loaded["t"] - child.spawned) / 1e9 if loaded else None,
@@ -1185,7 +1197,7 @@ def render(results: dict) -> str:
     big, empty = runs_of(results, "replay", "1M"), runs_of(results, "replay", "empty")
     if big or errors_of(results, "replay"):
         lines += ["Replay (`ipft-tui --replay FILE`, a recording in --record's format; times from "
-                  "the process's start; peak RSS from getrusage of the child; bytes per sample: "
+                  "the process's start; peak RSS: the child's VmHWM; bytes per sample: "
                   "peak RSS above an empty replay's):", ""]
         if big:
             base = spread(column(empty, "peak_rss"))
