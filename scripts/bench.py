@@ -370,6 +370,14 @@ def samples_of(batch) -> list:
     return batch.samples() if hasattr(batch, "samples") else list(batch)
 
 
+def shown_count(text: str, label: str) -> float | None:
+    """The number the screen shows after `label`: 250000, 250,000, 250.0k or 1.00M."""
+    m = re.search(rf"{label}:? ([\d,]+(?:\.\d+)?)([kM]?)", text)
+    if m is None:
+        return None
+    return float(m.group(1).replace(",", "")) * {"": 1, "k": 1e3, "M": 1e6}[m.group(2)]
+
+
 class Wait:
     """Something the child waits to see on a painted frame."""
 
@@ -512,8 +520,8 @@ class Probe:
                 count = int(rest.split()[-1])
 
                 def loaded(text, count=count):
-                    m = re.search(r"packets (\d+)", text)
-                    return m is not None and int(m.group(1)) >= count
+                    shown = shown_count(text, "packets")
+                    return shown is not None and shown >= count
                 self.wait_for(loaded, lambda now, _t: self.emit(event="expected", t=now))
             elif word == "rows":  # the first frame showing a journey's flow
                 self.wait_for(lambda text: "192.0.2." in text,

@@ -118,3 +118,11 @@ def test_a_target_is_met_only_when_every_run_meets_it():
     lag[0]["marker_ms"] = None
     rows = {r[0]: r[1:] for r in bench.target_rows({"runs": lag})}
     assert rows["TUI, 40k packets/s on veth: marker on screen < 500 ms"][1:] == ["inf", "no"]
+
+
+def test_counts_read_from_the_screen():
+    assert bench.shown_count("FOLLOW │ packets 250000 │ lost 0", "packets") == 250_000
+    assert bench.shown_count("packets 250,000 (-3 evicted)", "packets") == 250_000
+    assert bench.shown_count("packets: 250.0k", "packets") == 250_000
+    assert bench.shown_count("samples 1.00M", "samples") == 1_000_000
+    assert bench.shown_count("no count here", "packets") is None
