@@ -68,6 +68,10 @@ def test_summary_parsed_by_words():
             "7 missed by the kernel, 4 dropped in user space")
     assert bench.parse_summary(text) == {"delivered": 10, "lost": 2, "rescued": 1, "misses": 7,
                                          "dropped": 4}
+    # main's form: the kernel's misses on a line of their own after the summary
+    text = ("Summary: 10 samples delivered, 0 lost in the kernel (0 saved by the rescue "
+            "buffer), 0 dropped in user space\nMissed by the kernel: 12 probe runs skipped\n")
+    assert bench.parse_summary(text)["misses"] == 12
     with pytest.raises(RuntimeError):
         bench.parse_summary("ipft-tui: error: boom")
 
@@ -113,6 +117,10 @@ def test_a_target_is_met_only_when_every_run_meets_it():
     assert rows["TUI, 40k packets/s on veth: marker on screen < 500 ms"] == [
         "480 (120-650)", "650", "no"]
     assert rows["TUI, 40k packets/s: 0 lost"][2] == "yes"
+    assert rows["TUI, 40k packets/s: 0 dropped or shed by the UI"][2] == "yes"
+    lag[1]["shed"] = 5000  # shedding to stay current is dropping too
+    rows = {r[0]: r[1:] for r in bench.target_rows({"runs": lag + idle})}
+    assert rows["TUI, 40k packets/s: 0 dropped or shed by the UI"][1:] == ["5000", "no"]
     assert rows["idle CPU, live, no traffic: <= 1% of a core"] == ["0.3 (0.2-0.4)", "0.4", "yes"]
     # a marker never shown counts as a miss, not as a missing value
     lag[0]["marker_ms"] = None
