@@ -50,4 +50,4 @@ def test_bpftrace_output_is_private(tmp_path, monkeypatch):
     finally:
         FIXED.unlink()
     assert victim.read_text() == "precious\n"
-    assert result["events"] == 1 and result["rate"] == 123.0
+    assert result["kept"] == 1 and result["rate"] == 123.0
