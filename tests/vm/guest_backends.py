@@ -90,7 +90,7 @@ def bpf_objects() -> list[str]:
 # 5.10, without cookies, a program is loaded per function), with the veth module's
 # functions for kprobe (listed through module BTF). kprobe-multi attaches every skb
 # function (one link).
-NET_CORE = (r"^(__)?(ip|udp|dev|netif|icmp|raw|nf_hook|kfree_skb|sk_skb_reason_drop|consume_skb"
+NET_CORE = (r"^(__)?(ip_|udp|dev_|netif_|icmp_|kfree_skb|sk_skb_reason_drop|consume_skb"
             r"|skb_release|skb_copy_header")
 REGEX = {"ftrace": NET_CORE + ")", "kprobe": NET_CORE + "|veth_)"}
 ONLY = os.environ.get("IPFT_VM_BACKENDS")  # e.g. "kprobe": run just those
