@@ -247,7 +247,8 @@ class Collector:
         stack_probes = self._stack_probes(s.stack_regex)
         event = spec.event_layout()
         self._event = struct.Struct(event.record_format)  # as the ring buffer holds it
-        self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons, event)
+        self._layout = RecordLayout(self.candidate_names(), self.kernel.drop_reasons, event,
+                                    traced_first=name == "ftrace")
         self._bpf = compile_program(spec)
         self.backend.prepare(self._bpf)
         self._write_config(graph=False)  # calls are tracked once return probes are in place

@@ -4,7 +4,7 @@
 #
 #  - Debian packages qemu-system-x86 busybox-static kmod udev (only if missing)
 #  - virtme-ng (pinned) into the project's venv (only if missing / other version)
-#  - for each kernel series (default: 5.10, 6.1, 6.12; sid on request) the Debian image, headers
+#  - for each kernel series (default: 5.10, 6.1, 6.12, sid) the Debian image, headers
 #    (arch + common) and kbuild packages, fetched with `apt-get download` and
 #    unpacked with `dpkg -x` (nothing is installed) into
 #      $IPFT_VM_CACHE/<release>/root      (default /var/cache/ipft-tui/vm-kernels)
@@ -186,5 +186,5 @@ EOF
 }
 
 series_list=("$@")
-[ "${#series_list[@]}" -gt 0 ] || series_list=(5.10 6.1 6.12)
+[ "${#series_list[@]}" -gt 0 ] || series_list=(5.10 6.1 6.12 sid)
 for s in "${series_list[@]}"; do prepare "$s"; done

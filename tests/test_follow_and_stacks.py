@@ -118,3 +118,23 @@ def test_tracer_frames_are_dropped_from_the_top_only():
     fentry = ["bpf_prog_1+0x9 [bpf]", "bpf_trampoline_66+0x8c [bpf]", "icmp_rcv+0x5",
               "bpf_trampoline_64+0x8c [bpf]", "ip_protocol_deliver_rcu+0x1e8"]
     assert tracer_frames_dropped(fentry) == ("icmp_rcv+0x5", "ip_protocol_deliver_rcu+0x1e8")
+
+
+def test_fentry_stacks_start_at_the_traced_function():
+    """7.x's unwinder starts an fentry program's stack at the traced function's caller;
+    the ftrace backend's layout puts the function first (where older kernels had it)."""
+    event = EventLayout(stacks=True)
+    frames = {0: ("ip_protocol_deliver_rcu+0x1b0", "ip_local_deliver_finish+0x85"),
+              1: ("icmp_rcv+0x9", "ip_protocol_deliver_rcu+0x170")}
+    names = ["icmp_rcv", "udp_rcv"]
+    records = [record(event, probe_id=0, stack_id=1), record(event, probe_id=1, stack_id=1),
+               record(event, probe_id=0, stack_id=2), record(event, probe_id=0, stack_id=-14)]
+    fentry = RecordBatch(records, RecordLayout(names, {}, event, stack_frames=frames,
+                                               traced_first=True)).samples()
+    assert [s.stack for s in fentry] == [
+        ("icmp_rcv+0x0", "ip_protocol_deliver_rcu+0x1b0", "ip_local_deliver_finish+0x85"),
+        ("udp_rcv+0x0", "ip_protocol_deliver_rcu+0x1b0", "ip_local_deliver_finish+0x85"),
+        ("icmp_rcv+0x9", "ip_protocol_deliver_rcu+0x170"),  # before 7.x: already first
+        ("[no stack: error 14]",)]
+    kprobe = RecordBatch(records, RecordLayout(names, {}, event, stack_frames=frames)).samples()
+    assert kprobe[0].stack == frames[0]  # other backends: as the kernel reported it

@@ -38,6 +38,11 @@ class RecordLayout:
     # Stack id -> symbolized frames, filled in by the collector before it hands a
     # batch out (the stack map lives in its thread).
     stack_frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # fentry/fexit stacks (the ftrace backend): from 7.x the unwinder starts at the traced
+    # function's caller (the trampoline's return address into the function's entry is no
+    # frame of it any more); before, the first frame was that address, `function+0x9`.
+    # The traced function is put first where it is missing, as kprobes report it.
+    traced_first: bool = False
 
     def reason_name(self, value: int) -> str | None:
         return (self.reasons.get(value) or str(value)) if value else None
@@ -53,10 +58,16 @@ class RecordLayout:
         index = self.event.index
         return itemgetter(*(index[name] for name in names))
 
-    def stack(self, stack_word: int) -> tuple[str, ...] | None:
-        """The frames of a record's stack word: 0 none asked for, id + 1, or -errno."""
+    def stack(self, stack_word: int, function: str = "") -> tuple[str, ...] | None:
+        """The frames of a record's stack word: 0 none asked for, id + 1, or -errno;
+        `function` is the record's traced function."""
         if stack_word > 0:
-            return self.stack_frames.get(stack_word - 1, ("[stack not resolved]",))
+            frames = self.stack_frames.get(stack_word - 1)
+            if frames is None:
+                return ("[stack not resolved]",)
+            if self.traced_first and function and not (frames and frames[0].startswith(f"{function}+")):
+                return (f"{function}+0x0", *frames)
+            return frames
         if stack_word < 0:
             return (f"[no stack: error {-stack_word}]",)
         return None
@@ -181,7 +192,7 @@ def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
         out.append(Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
                           is_return=ret != 0, drop_reason=reason_name(reason) if reason else None,
                           meta=meta, data=record[data_at] if data_at else None, skb=skb,
-                          stack=layout.stack(record[stack_at]) if stack_at else None,
+                          stack=layout.stack(record[stack_at], names[probe]) if stack_at else None,
                           journey_end=record[end_at] != 0 if skb else None,
                           capture=_capture(capture_get(record)) if capture_get else None))
     return out
