@@ -464,7 +464,8 @@ static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags
 
 /* skb_clone() sets skb->cloned on the clone and its original: only then does an skb
  * share a followed data buffer. A fresh skb that got a buffer whose free was not
- * seen has it clear, and is another packet. */
+ * seen has it clear: it is another packet, and the buffer's old entry is stale (it
+ * would join that packet once cloned, e.g. for a packet socket). */
 static __always_inline int ipft_is_clone(void *skb)
 {
 #ifdef IPFT_BITOFF_sk_buff_cloned
@@ -494,7 +495,11 @@ static __always_inline u64 ipft_track(struct ipft_config *cfg, void *skb, u32 *f
             tracked_heads.update(&head, &entry.packet_id);
         }
     } else {
-        u64 *origin = (register_new && head && ipft_is_clone(skb)) ? tracked_heads.lookup(&head) : NULL;
+        u64 *origin = (register_new && head) ? tracked_heads.lookup(&head) : NULL;
+        if (origin && !ipft_is_clone(skb)) {  /* its own buffer: the one remembered is gone */
+            tracked_heads.delete(&head);
+            origin = NULL;
+        }
         /* Only now (one call site: the verifier walks the filters once per site): the
          * filters cost more than the lookups. */
         if (!origin && !ipft_mark_matches(cfg, skb))
