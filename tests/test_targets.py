@@ -101,6 +101,16 @@ def test_left_out_says_why():
     assert why("__traceiter_kfree_skb").startswith("tracepoint machinery")
 
 
+def test_ftrace_max_args_by_release():
+    assert ftrace_max_args("6.1.0-56-amd64") == 6
+    assert ftrace_max_args("6.4.16") == 6
+    assert ftrace_max_args("6.5.13") == 6  # the 12-argument trampoline was merged for 6.6
+    assert ftrace_max_args("6.6.0") == 12
+    assert ftrace_max_args("6.12.117+deb12-amd64") == 12
+    assert ftrace_max_args("7.0.1") == 12
+    assert ftrace_max_args("garbage") == 6
+
+
 def test_list_order_is_ipftrace2s_position_then_btf():
     tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE)
     listed = [(t.name, t.skb_index) for t in sorted(tried, key=list_order)]
