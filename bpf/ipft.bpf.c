@@ -462,6 +462,21 @@ static __always_inline int ipft_untrack(void *skb, u64 addr, u64 head, u32 flags
     return ipft_buffer_released(packet_id);
 }
 
+/* skb_clone() sets skb->cloned on the clone and its original: only then does an skb
+ * share a followed data buffer. A fresh skb that got a buffer whose free was not
+ * seen has it clear: it is another packet, and the buffer's old entry is stale (it
+ * would join that packet once cloned, e.g. for a packet socket). */
+static __always_inline int ipft_is_clone(void *skb)
+{
+#ifdef IPFT_BITOFF_sk_buff_cloned
+    u8 byte = 0;
+    bpf_probe_read_kernel(&byte, 1, (char *)skb + IPFT_BITOFF_sk_buff_cloned / 8);
+    return (byte >> (IPFT_BITOFF_sk_buff_cloned % 8)) & 1;
+#else
+    return 1;  /* no bit offset in BTF: join by the buffer alone */
+#endif
+}
+
 /* The journey of this skb, or 0 when it is not followed. A matched skb that is not
  * followed yet starts a journey (register: entry probes only; returns just look up).
  * Sets IPFT_JOURNEY_END in *flags when this free ends the journey. */
@@ -481,6 +496,10 @@ static __always_inline u64 ipft_track(struct ipft_config *cfg, void *skb, u32 *f
         }
     } else {
         u64 *origin = (register_new && head) ? tracked_heads.lookup(&head) : NULL;
+        if (origin && !ipft_is_clone(skb)) {  /* its own buffer: the one remembered is gone */
+            tracked_heads.delete(&head);
+            origin = NULL;
+        }
         /* Only now (one call site: the verifier walks the filters once per site): the
          * filters cost more than the lookups. */
         if (!origin && !ipft_mark_matches(cfg, skb))

@@ -11,7 +11,7 @@ from .batching import SampleBuffer
 from .collector import Collector, Status, choose_backend, program_for
 from .demo import DemoTraffic
 from .errors import IpftError
-from .kernel.targets import list_order
+from .kernel.targets import ftrace_max_args, list_order
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .outputs.paths import PathsOutput
@@ -47,6 +47,12 @@ def run_check() -> int:
     if caps.backends["kprobe"].ok:
         print(f"{'':<13} {'':<14} kprobe BPF cookies: "
               f"{'yes' if caps.kprobe_cookie else 'no, before 5.15 (a program loaded per function: slower attach)'}")
+    if caps.backends["ftrace"].ok:
+        modules = len(kernel.btf) - 1
+        print(f"{'':<13} {'':<14} fentry: up to {ftrace_max_args(os.uname().release)} arguments "
+              "(12 from Linux 6.6); module functions: "
+              + (f"yes ({modules} modules with BTF)" if modules
+                 else "none (no module BTF: before 5.11, or none loaded)"))
     print(f"drop reasons  {'yes' if kernel.drop_reasons else 'no':<14} "
           + (f"{len(kernel.drop_reasons)} in enum skb_drop_reason" if kernel.drop_reasons
              else "no enum skb_drop_reason in BTF (kernels before 5.17): drops show no reason"))
@@ -86,6 +92,18 @@ def run_list(args) -> int:
         for t in sorted(chosen, key=list_order):
             print(f"{t.name:>64.64}\t{t.module:>16.16}\t0x{address.get(t.name, 0):016x}\t{t.skb_index}")
         sys.stdout.flush()
+        left_out = kernel.left_out(backend)  # why the rest is not tried, on stderr
+        if args.regex:
+            names = list(left_out)
+            try:
+                matching = [names[i] for i in select(names, args.regex)]
+            except IpftError:  # matches none of them
+                matching = []
+            for name in matching:
+                err(f"ipft-tui: {backend} leaves out {name}: {left_out[name]}\n")
+        elif left_out:
+            err(f"ipft-tui: {backend} leaves out {len(left_out)} more skb functions "
+                "(-r REGEX -l says which and why)\n")
     except KeyboardInterrupt:
         err("\nipft-tui: interrupted\n")
         return 130

@@ -92,7 +92,7 @@ COPY, PLAIN, DROP = (Target("skb_copy_header", 1), Target("ip_rcv", 1),
 @pytest.mark.parametrize("make", [
     lambda: backends.KprobeBackend([COPY, PLAIN, DROP], {}, use_cookie=True),
     lambda: backends.KprobeBackend([COPY, PLAIN, DROP], {}, use_cookie=False),
-    lambda: backends.FentryBackend([COPY, PLAIN, DROP], {}, {}),
+    lambda: backends.FentryBackend([COPY, PLAIN, DROP], {}),
     lambda: backends.TracepointBackend(
         [Target("kfree_skb", 0, kind="tracepoint", reason_pos=2),
          Target("netif_rx_entry", 0, kind="tracepoint")], False, {"netif_rx_entry": "netif_rx_exit"}),

@@ -70,7 +70,8 @@ def test_members_flatten_anonymous_unions_and_bitfields():
     assert "#define IPFT_OFF_sk_buff_mark 16\n" in header
     assert "#define IPFT_OFF_sk_buff_reserved_tailroom 16\n" in header
     assert "#define IPFT_OFF_sk_buff_len 20\n" in header
-    assert "flag_b" not in header  # bitfields have no byte offset
+    assert "IPFT_OFF_sk_buff_flag_b" not in header  # bitfields have no byte offset ...
+    assert "#define IPFT_BITOFF_sk_buff_flag_b 193\n" in header  # ... but a bit offset
     assert "#define IPFT_SIZE_sk_buff 24\n" in header
 
 

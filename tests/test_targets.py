@@ -5,7 +5,8 @@ import struct
 
 from ipft_tui.kernel import btf as K
 from ipft_tui.kernel.targets import (Target, available_filter_functions, ftrace_max_args, function_targets,
-                                     kprobe_blacklist, list_order, skb_functions, skb_tracepoints)
+                                     kprobe_blacklist, left_out_reason, list_order, skb_functions,
+                                     skb_tracepoints)
 from tests.btf_builder import BTFBuilder
 
 
@@ -70,22 +71,44 @@ def test_without_available_filter_functions_nothing_is_filtered_by_it():
     assert "notrace_fn" in names(tried) and "__traceiter_kfree_skb" not in names(tried)
 
 
-def test_ftrace_tries_vmlinux_functions_with_a_btf_id():
-    vmlinux = BLOBS[0]
-    btf_ids = {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == K.FUNC}
-    tried = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, btf_ids, max_args=12)
-    assert names(tried) == {"ip_rcv", "tcp_v4_send_reset", "far_reason", "kfree_skb_reason",
-                            "seven_args", "trace_tg"}
-    old = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, btf_ids, max_args=6)
-    assert names(old) == names(tried) - {"seven_args"}
+def test_ftrace_tries_module_functions_and_every_argument_its_trampoline_saves():
+    new = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, max_pos=12, max_args=12)
+    assert names(new) == {"ip_rcv", "tcp_v4_send_reset", "far_skb", "far_reason", "kfree_skb_reason",
+                          "seven_args", "trace_tg", "veth_xmit", "a_module_fn"}
+    by_name = {t.name: t for t in new}
+    far_drop = Target("far_drop", 1, reason_pos=6, nargs=6)
+    assert function_targets([far_drop], {"far_drop": 1}, None, max_pos=12, max_args=12) == [far_drop]
+    assert function_targets([far_drop], {"far_drop": 1}, None)[0].reason_pos == -1  # kprobe: out of reach
+    # A module function attaches by its id in the module's split BTF (after vmlinux's ids).
+    veth = BLOBS[1]
+    assert by_name["veth_xmit"].btf_id == veth.find(K.FUNC, "veth_xmit") > BLOBS[0].last_id
+    assert by_name["ip_rcv"].btf_id == BLOBS[0].find(K.FUNC, "ip_rcv")
+    old = function_targets(FUNCTIONS, ADDRESSES, AVAILABLE, max_pos=6, max_args=6)
+    assert names(old) == names(new) - {"seven_args"}
+
+
+def test_left_out_says_why():
+    def why(name, **limits):
+        target = next(t for t in FUNCTIONS if t.name == name)
+        return left_out_reason(target, ADDRESSES, AVAILABLE, **limits)
+
+    assert why("ip_rcv") == ""
+    assert why("far_skb") == "skb is argument 6; the entry points read arguments 1-5"
+    assert why("seven_args", max_pos=6, max_args=6) == (
+        "takes 7 arguments; this kernel's fentry trampoline takes at most 6 (x86-64: 12 from Linux 6.6)")
+    assert why("notrace_fn").startswith("not hookable")
+    assert why("not_in_kallsyms") == "not in /proc/kallsyms"
+    assert why("__traceiter_kfree_skb").startswith("tracepoint machinery")
 
 
 def test_ftrace_max_args_by_release():
     assert ftrace_max_args("6.1.0-56-amd64") == 6
     assert ftrace_max_args("6.4.16") == 6
-    assert ftrace_max_args("6.5.0") == 12
+    assert ftrace_max_args("6.5.13") == 6  # the 12-argument trampoline was merged for 6.6
+    assert ftrace_max_args("6.6.0") == 12
     assert ftrace_max_args("6.12.117+deb12-amd64") == 12
     assert ftrace_max_args("7.0.1") == 12
+    assert ftrace_max_args("garbage") == 6
 
 
 def test_list_order_is_ipftrace2s_position_then_btf():
@@ -133,6 +156,13 @@ def test_kernel_backend_targets(tmp_path, monkeypatch):
         targets, found = kernel.backend_targets(backend)
         assert names(targets) == common | {"seven_args", "veth_xmit", "a_module_fn"}  # not trace_tg
         assert found["veth_xmit"] == ADDRESSES["veth_xmit"]
-    assert names(kernel.backend_targets("ftrace")[0]) == common | {"trace_tg"}  # 6.1: <= 6 args
+    # 6.1: modules too, <= 6 arguments, the skb anywhere among them
+    assert names(kernel.backend_targets("ftrace")[0]) == common | {"trace_tg", "veth_xmit", "a_module_fn",
+                                                                   "far_skb"}
+    assert kernel.left_out("ftrace")["seven_args"].startswith("takes 7 arguments")
+    assert "far_skb" in kernel.left_out("kprobe") and "far_skb" not in kernel.left_out("ftrace")
+    monkeypatch.setattr(kernel_module.os, "uname", lambda: os.uname_result(("Linux", "h", "6.6.1", "", "")))
+    assert "seven_args" in names(kernel.backend_targets("ftrace")[0])
+    assert kernel.left_out("tracepoint") == {}
     tracepoints, found = kernel.backend_targets("tracepoint")
     assert names(tracepoints) == {"kfree_skb"} and set(found) == {"kfree_skb"}

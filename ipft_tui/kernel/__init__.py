@@ -9,9 +9,9 @@ from . import btf as btfmod
 from .capabilities import Capabilities, detect
 from .layout import drop_reasons, layout_header
 from .kallsyms import addresses
-from .targets import (Target, available_filter_functions, check_skb_mark, ftrace_max_args,
-                      function_targets, kprobe_blacklist, load_kernel_btf, skb_functions,
-                      skb_tracepoints, tracepoint_returns)
+from .targets import (FUNCTION_MAX_POSITION, Target, available_filter_functions, check_skb_mark,
+                      ftrace_max_args, function_targets, kprobe_blacklist, left_out_reason,
+                      load_kernel_btf, skb_functions, skb_tracepoints, tracepoint_returns)
 
 
 class Kernel:
@@ -37,11 +37,15 @@ class Kernel:
     def tracepoint_returns(self) -> dict[str, str]:
         return tracepoint_returns(self.btf, self.tracepoints)
 
-    @cached_property
-    def vmlinux_function_ids(self) -> dict[str, int]:
-        """vmlinux BTF id of every function (fentry programs attach by it)."""
-        vmlinux = self.btf[0]
-        return {vmlinux.name(i): i for i in vmlinux.own_ids() if vmlinux.kind(i) == btfmod.FUNC}
+    def _function_limits(self, backend: str) -> tuple[set[str] | None, int, int | None]:
+        """(hookable names, skb position reach, parameter limit) of a function backend."""
+        available = available_filter_functions()
+        if available is not None and backend in ("kprobe", "kprobe-multi"):
+            available -= kprobe_blacklist()
+        if backend == "ftrace":  # the trampoline saves every argument it takes
+            max_args = ftrace_max_args(os.uname().release)
+            return available, max_args, max_args
+        return available, FUNCTION_MAX_POSITION, None
 
     def backend_targets(self, backend: str) -> tuple[list[Target], dict[str, int]]:
         """What a run with this backend tries (before -r), in probe id order, and the
@@ -53,13 +57,16 @@ class Kernel:
             return self.tracepoints, {t.name: found.get(f"__traceiter_{t.name}", 0)
                                       for t in self.tracepoints}
         found = addresses({t.name for t in self.functions})
-        btf_ids = max_args = None
-        if backend == "ftrace":
-            btf_ids, max_args = self.vmlinux_function_ids, ftrace_max_args(os.uname().release)
-        available = available_filter_functions()
-        if available is not None and backend in ("kprobe", "kprobe-multi"):
-            available -= kprobe_blacklist()
-        return function_targets(self.functions, found, available, btf_ids, max_args=max_args), found
+        return function_targets(self.functions, found, *self._function_limits(backend)), found
+
+    def left_out(self, backend: str) -> dict[str, str]:
+        """skb functions of this kernel's BTF that a function backend does not try, and why."""
+        if backend == "tracepoint":
+            return {}
+        found = addresses({t.name for t in self.functions})
+        limits = self._function_limits(backend)
+        reasons = {t.name: left_out_reason(t, found, *limits) for t in self.functions}
+        return {name: why for name, why in reasons.items() if why}
 
     @cached_property
     def layout_header(self) -> str:

@@ -20,6 +20,8 @@ SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 BPF_PROG_LOAD = 5
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_BTF_GET_FD_BY_ID = 19
+BPF_BTF_GET_NEXT_ID = 23
 BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_LINK_CREATE = 28
 
@@ -56,8 +58,10 @@ def _bpf(cmd: int, attr: bytes) -> int:
 
 
 def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
-              attach_btf_id: int = 0, log: bool = False, name: bytes = b"ipft_probe") -> int:
-    """Load a program; returns its fd. Raises BPFSyscallError (with the verifier log)."""
+              attach_btf_id: int = 0, log: bool = False, name: bytes = b"ipft_probe",
+              attach_btf_obj_fd: int = 0) -> int:
+    """Load a program; returns its fd. Raises BPFSyscallError (with the verifier log).
+    `attach_btf_obj_fd`: the module BTF object `attach_btf_id` is in (5.11+; 0: vmlinux)."""
     license_buf = ctypes.create_string_buffer(b"GPL")
     insn_buf = ctypes.create_string_buffer(insns, len(insns))
     log_buf = ctypes.create_string_buffer(65536) if log else None
@@ -74,7 +78,8 @@ def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
         0, 0,  # func_info_cnt, line_info_rec_size
         0,  # line_info
     )
-    attr += struct.pack("<IIII", 0, attach_btf_id, 0, 0)  # line_info_cnt, attach_btf_id, attach_prog_fd, core_relo_cnt
+    # line_info_cnt, attach_btf_id, attach_prog_fd (or attach_btf_obj_fd: a union), core_relo_cnt
+    attr += struct.pack("<IIII", 0, attach_btf_id, attach_btf_obj_fd, 0)
     attr = attr.ljust(160, b"\0")
     try:
         return _bpf(BPF_PROG_LOAD, attr)
@@ -84,6 +89,47 @@ def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
             tail = log_buf.value.decode(errors="replace").strip().splitlines()[-4:]
             exc.strerror = f"{exc.strerror}: {' | '.join(tail)}"
         raise
+
+
+def kernel_btf_fds(names: set[str]) -> dict[str, int]:
+    """fds of the kernel's BTF objects with these names (a module's BTF object is named
+    after the module, 5.11+); the caller closes them. Names not loaded are missing."""
+    found: dict[str, int] = {}
+    btf_id = 0
+    while len(found) < len(names):
+        try:
+            btf_id = _bpf_u32_out(BPF_BTF_GET_NEXT_ID, btf_id)
+        except BPFSyscallError as exc:
+            if exc.errno == 2:  # ENOENT: no more
+                break
+            raise
+        try:
+            fd = _bpf(BPF_BTF_GET_FD_BY_ID, struct.pack("<III", btf_id, 0, 0))
+        except BPFSyscallError:
+            continue  # went away meanwhile
+        name = _btf_name(fd)
+        if name in names and name not in found:
+            found[name] = fd
+        else:
+            close(fd)
+    return found
+
+
+def _bpf_u32_out(cmd: int, start_id: int) -> int:
+    """BPF_*_GET_NEXT_ID: the id after start_id."""
+    buf = ctypes.create_string_buffer(struct.pack("<III", start_id, 0, 0), 12)
+    if _libc.syscall(SYS_BPF, cmd, buf, 12) < 0:
+        err = ctypes.get_errno()
+        raise BPFSyscallError(err, os.strerror(err))
+    return struct.unpack_from("<I", buf.raw, 4)[0]
+
+
+def _btf_name(fd: int) -> str:
+    """A BTF object's name (struct bpf_btf_info: btf, btf_size, id, name, name_len, kernel_btf)."""
+    name = ctypes.create_string_buffer(64)
+    info = ctypes.create_string_buffer(struct.pack("<QIIQII", 0, 0, 0, ctypes.addressof(name), 64, 0), 32)
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, 32, ctypes.addressof(info)))
+    return name.value.decode(errors="replace")
 
 
 def raw_tracepoint_open(prog_fd: int, name: str | None, cookie: int = 0) -> int:

@@ -3,7 +3,8 @@
 BPF code (ours and users' extensions) reads kernel memory at these offsets with
 bpf_probe_read_kernel(), so it is right for the running kernel whatever headers
 bcc compiles against. For struct S with member m: IPFT_OFF_S_m (bytes from the
-start of S; anonymous structs/unions flattened) and IPFT_SIZE_S_m; IPFT_SIZE_S.
+start of S; anonymous structs/unions flattened) and IPFT_SIZE_S_m; IPFT_SIZE_S; for a
+bitfield IPFT_BITOFF_S_m (bits from the start of S).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def layout_header(vmlinux: btfmod.BTF) -> str:
         lines.append(f"#define IPFT_SIZE_{struct} {vmlinux.size_of(type_id)}")
         for name, member in vmlinux.members(type_id).items():
             if member.bit_size or member.bit_offset % 8:
-                continue  # bitfields: no byte offset to read at
+                # bitfields: no byte offset to read at; their bit offset (little-endian:
+                # bit n is bit n % 8 of byte n / 8)
+                lines.append(f"#define IPFT_BITOFF_{struct}_{name} {member.bit_offset}")
+                continue
             lines.append(f"#define IPFT_OFF_{struct}_{name} {member.offset}")
             lines.append(f"#define IPFT_SIZE_{struct}_{name} {member.byte_size}")
     for struct, path in PATHS:

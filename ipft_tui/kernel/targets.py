@@ -14,8 +14,9 @@ from . import btf as btfmod
 
 BTF_DIR = "/sys/kernel/btf"
 TRACEPOINT_PREFIX = "btf_trace_"
-# 1-based skb (and drop reason) positions the function backends' entry points read
-# (x86-64: the first argument registers), like ipftrace2's kprobe limit.
+# 1-based skb (and drop reason) positions the kprobe entry points read
+# (x86-64: the first argument registers), like ipftrace2's kprobe limit. fentry reads
+# every argument its trampoline saved (ftrace_max_args).
 FUNCTION_MAX_POSITION = 5
 # Tracepoint machinery that takes an skb: probing it only repeats the tracepoints.
 TRACEPOINT_STUB_PREFIXES = ("__traceiter_", "__probestub_", "__bpf_trace_", "perf_trace_",
@@ -44,6 +45,9 @@ class Target:
     reason_pos: int = -1  # same numbering as skb_pos, of an `enum skb_drop_reason` argument
     btf_order: int = field(default=0, compare=False)  # found in this order (vmlinux first)
     nargs: int = field(default=0, compare=False)  # the function's parameters
+    # Its FUNC type id in its module's BTF (split BTF continues vmlinux's numbering):
+    # fentry programs attach by it.
+    btf_id: int = field(default=0, compare=False)
 
     @property
     def skb_index(self) -> int:
@@ -92,12 +96,14 @@ class _SkbTypeCache:
 
 
 def ftrace_max_args(release: str) -> int:
-    """Arguments an x86-64 BPF trampoline (fentry/fexit) handles: 6 before Linux 6.5, then 12."""
+    """Arguments an x86-64 BPF trampoline (fentry/fexit) handles: 6 before Linux 6.6, then
+    12 (commit "bpf, x86: allow function arguments up to 12 for TRACING", bpf-next pull
+    of 2023-07-13, after the 6.5 merge window)."""
     try:
         major, minor = (int(x) for x in release.split(".")[:2])
     except ValueError:
         return 6
-    return 12 if (major, minor) >= (6, 5) else 6
+    return 12 if (major, minor) >= (6, 6) else 6
 
 
 def _skb_position(cache: _SkbTypeCache, proto_id: int) -> tuple[int, int]:
@@ -130,7 +136,7 @@ def skb_functions(blobs: list[btfmod.BTF]) -> list[Target]:
                 reason = drops.drop_reason_position(name, reason)  # only drops carry one
                 nargs = len(blob.params(blob.ref(type_id)))
                 found.setdefault(name, Target(name, pos, blob.label, "function", reason,
-                                              len(found), nargs))
+                                              len(found), nargs, type_id))
     return sorted(found.values())
 
 
@@ -228,21 +234,34 @@ def kprobe_blacklist(path: str = KPROBE_BLACKLIST) -> set[str]:
         return set()
 
 
+def left_out_reason(t: Target, addresses: dict[str, int], available: set[str] | None,
+                    max_pos: int = FUNCTION_MAX_POSITION, max_args: int | None = None) -> str:
+    """Why a function backend does not try this skb function ("" when it does): skb out
+    of its entry points' reach, not in kallsyms, not hookable (when the kernel says what
+    is), tracepoint machinery, or (fentry, `max_args`) more parameters than the
+    trampoline takes."""
+    if t.name.startswith(TRACEPOINT_STUB_PREFIXES):
+        return "tracepoint machinery (its tracepoint is traced instead)"
+    if not addresses.get(t.name):
+        return "not in /proc/kallsyms"
+    if available is not None and t.name not in available:
+        return "not hookable (not in available_filter_functions, or kprobe-blacklisted)"
+    if max_args is not None and t.nargs > max_args:
+        return (f"takes {t.nargs} arguments; this kernel's fentry trampoline takes at most "
+                f"{max_args} (x86-64: 12 from Linux 6.6)")
+    if t.skb_pos > max_pos:
+        return f"skb is argument {t.skb_pos}; the entry points read arguments 1-{max_pos}"
+    return ""
+
+
 def function_targets(functions: list[Target], addresses: dict[str, int],
-                     available: set[str] | None, btf_ids: dict[str, int] | None = None,
-                     max_pos: int = FUNCTION_MAX_POSITION, max_args: int | None = None) -> list[Target]:
-    """The skb functions a function backend tries: skb within reach of its entry points,
-    in kallsyms, hookable (when the kernel says what is), not tracepoint machinery.
-    `btf_ids` (ftrace): only functions with a vmlinux BTF id, which fentry needs
-    (module functions would need their module's BTF object too), with at most `max_args`
-    parameters (what the trampoline takes).
+                     available: set[str] | None, max_pos: int = FUNCTION_MAX_POSITION,
+                     max_args: int | None = None) -> list[Target]:
+    """The skb functions a function backend tries (see left_out_reason). Module
+    functions included: fentry attaches them through their module's BTF object.
     A drop reason out of reach is not read; the function is still traced."""
     chosen = []
     for t in functions:
-        if (t.skb_pos > max_pos or not addresses.get(t.name) or t.name.startswith(TRACEPOINT_STUB_PREFIXES)
-                or (available is not None and t.name not in available)
-                or (btf_ids is not None and t.name not in btf_ids)
-                or (max_args is not None and t.nargs > max_args)):
-            continue
-        chosen.append(replace(t, reason_pos=-1) if t.reason_pos > max_pos else t)
+        if not left_out_reason(t, addresses, available, max_pos, max_args):
+            chosen.append(replace(t, reason_pos=-1) if t.reason_pos > max_pos else t)
     return chosen

@@ -322,24 +322,48 @@ class KprobeBackend(FunctionBackend):
 class FentryBackend(FunctionBackend):
     """fentry/fexit: each function needs a program loaded for it, so the bytecode
     bcc compiled once per shape is loaded again per target BTF id, with the probe
-    word patched in (no bpf_get_func_ip or cookie needed: works from 5.5)."""
+    word patched in (no bpf_get_func_ip or cookie needed: works from 5.5). A module's
+    function is named by its id in the module's split BTF plus an fd of the module's
+    BTF object (5.11+, when modules got BTF): bcc 0.26's attach_kfunc looks in
+    vmlinux only, so the loads are our own (bpfsys)."""
 
     name = "ftrace"
     prefix = "ipft_fe"
     macro = "IPFT_FENTRY"
 
-    def __init__(self, candidates: list[Target], addresses: dict[str, int], btf_ids: dict[str, int]):
+    def __init__(self, candidates: list[Target], addresses: dict[str, int]):
         super().__init__(candidates, addresses)
-        self.btf_ids = btf_ids
+        self._module_btf: dict[str, int] | None = None  # module name -> BTF object fd, opened once
+        self._module_lock = threading.Lock()
+
+    def _btf_object_fd(self, module: str) -> int:
+        if module == "vmlinux":
+            return 0
+        with self._module_lock:
+            if self._module_btf is None:
+                wanted = {t.module for t in self.candidates} - {"vmlinux"}
+                self._module_btf = bpfsys.kernel_btf_fds(wanted)
+            fd = self._module_btf.get(module)
+        if fd is None:
+            raise bpfsys.BPFSyscallError(2, f"no BTF object of module {module} (unloaded?)")
+        return fd
 
     def _tracing(self, bpf, program: str, probe_id: int, attach_type: int) -> int:
+        target = self.candidates[probe_id]
         fd = _load_patched(bpf, program, bpfsys.PROG_TYPE_TRACING, probe_id | IPFT_TRACK_CALL,
-                           expected_attach_type=attach_type,
-                           attach_btf_id=self.btf_ids[self.candidates[probe_id].name])
+                           expected_attach_type=attach_type, attach_btf_id=target.btf_id,
+                           attach_btf_obj_fd=self._btf_object_fd(target.module))
         try:
             return bpfsys.raw_tracepoint_open(fd, None)
         finally:
             bpfsys.close(fd)  # the link keeps the program alive
+
+    def close(self) -> None:
+        super().close()
+        with self._module_lock:  # the programs hold their module's BTF themselves
+            for fd in (self._module_btf or {}).values():
+                bpfsys.close(fd)
+            self._module_btf = None
 
     def _attach(self, bpf, probe_id: int) -> int:
         return self._tracing(bpf, self._entry_name(probe_id), probe_id, bpfsys.ATTACH_TRACE_FENTRY)
@@ -445,6 +469,5 @@ def make_backend(name: str, kernel, capabilities):
     if name == "kprobe-multi":
         return KprobeMultiBackend(targets, found)
     if name == "ftrace":
-        # module functions would need the module's BTF fd: vmlinux only (backend_targets)
-        return FentryBackend(targets, found, kernel.vmlinux_function_ids)
+        return FentryBackend(targets, found)
     raise IpftError(f"unknown backend {name}")
