@@ -155,39 +155,62 @@ BASE = ("packet_id", "timestamp", "processor_id", "probe_id", "is_return", "drop
 def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     names, reason_name, event = layout.names, layout.reason_name, layout.event
     base = layout.fields(*BASE)
+    new = tuple.__new__  # Samples built positionally: keywords cost more than the rest
     if layout.plain:
-        return [Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
-                       is_return=ret != 0, drop_reason=reason_name(reason) if reason else None)
+        return [new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
+                             reason_name(reason) if reason else None,
+                             None, None, 0, None, None, None))
                 for pid, ts, cpu, probe, ret, reason in map(base, records)]
     index = event.index
     skb_at, end_at = index.get("skb"), index.get("journey_end")
     stack_at, data_at = index.get("stack_id"), index.get("data")
-    meta_get = layout.fields(*(f.name for f in META if not f.name.startswith("_"))) if event.meta else None
+    # Meta and capture fields are consecutive in a record: a slice is the cache key.
+    meta_at = _span(index, [f.name for f in META if not f.name.startswith("_")]) if event.meta else None
+    capture_at = (_span(index, ["skb_len", "data_delta", "captured", "from_mac", "bytes"])
+                  if event.capture_room else None)
     metas = _META_CACHE
+    # Consecutive probes mostly see the same bytes: one Capture for equal records in a
+    # batch (the store then shares it without comparing the bytes).
+    captures: dict[tuple, Capture | None] = {}
+    stack = layout.stack
     out = []
-    capture_get = (layout.fields("skb_len", "data_delta", "captured", "from_mac", "bytes")
-                   if event.capture_room else None)
+    append = out.append
     for record in records:
         pid, ts, cpu, probe, ret, reason = base(record)
         meta = None
-        if meta_get:
-            raw = meta_get(record)
+        if meta_at:
+            raw = record[meta_at[0]:meta_at[1]]
             meta = metas.get(raw)
             if meta is None:  # most samples repeat a flow/device already seen
                 if len(metas) > 50_000:
                     metas.clear()
                 meta = metas[raw] = _meta(raw)
+        capture = None
+        if capture_at:
+            raw = record[capture_at[0]:capture_at[1]]
+            capture = captures.get(raw, _UNSEEN)
+            if capture is _UNSEEN:
+                capture = captures[raw] = _capture(raw)
         skb = record[skb_at] if skb_at else 0
-        out.append(Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
-                          is_return=ret != 0, drop_reason=reason_name(reason) if reason else None,
-                          meta=meta, data=record[data_at] if data_at else None, skb=skb,
-                          stack=layout.stack(record[stack_at]) if stack_at else None,
-                          journey_end=record[end_at] != 0 if skb else None,
-                          capture=_capture(capture_get(record)) if capture_get else None))
+        stack_word = record[stack_at] if stack_at else 0
+        append(new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
+                            reason_name(reason) if reason else None, meta,
+                            record[data_at] if data_at else None, skb,
+                            stack(stack_word) if stack_word else None,
+                            record[end_at] != 0 if skb else None, capture)))
     return out
 
 
 _META_CACHE: dict[tuple, Meta] = {}
+_UNSEEN = object()
+
+
+def _span(index: dict[str, int], names: list[str]) -> tuple[int, int]:
+    """Where these consecutive fields sit in a record tuple (a slice's bounds)."""
+    at = [index[name] for name in names]
+    if at != list(range(at[0], at[0] + len(at))):
+        raise ValueError(f"fields not consecutive in the record: {names}")
+    return at[0], at[-1] + 1
 
 
 def _meta(raw: tuple) -> Meta:
