@@ -44,9 +44,12 @@ def flow_text(meta: Meta | None) -> str:
     return f"{proto} {meta.saddr} > {meta.daddr}"
 
 
+FLOW_FIELDS = slice(5, 10)  # a Meta's l4_proto, saddr, daddr, sport, dport: its flow
+assert Meta._fields[FLOW_FIELDS] == ("l4_proto", "saddr", "daddr", "sport", "dport")
+
+
 def same_flow(a: Meta, b: Meta) -> bool:
-    return (a.saddr, a.daddr, a.l4_proto, a.sport, a.dport) == \
-        (b.saddr, b.daddr, b.l4_proto, b.sport, b.dport)
+    return a[FLOW_FIELDS] == b[FLOW_FIELDS]
 
 
 class Capture(NamedTuple):
@@ -533,9 +536,9 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
     if (fields is not None or reason is not None or clone or stack is not None
             or capture is not None):
         extra = seg.extra
-        if capture is not None:
-            previous = extra.get(index - 1)
-            if previous is not None and previous[4] == capture:
+        if capture is not None and tail >= 0:
+            previous = extra.get(tail)  # the journey's previous sample
+            if previous is not None and previous[4] is not capture and previous[4] == capture:
                 capture = previous[4]  # unchanged bytes: share one copy
         # Only a clone's skb is kept: for the others it is the packet id.
         extra[index] = (fields, reason, skb if clone else 0, stack, capture)
@@ -565,7 +568,7 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
                 changes = seg.flows.get(slot) if seg.flows else None
                 if changes:
                     flow = changes[-1]
-                if meta is not flow and not same_flow(meta, flow):
+                if meta is not flow and meta[FLOW_FIELDS] != flow[FLOW_FIELDS]:
                     seg.flows.setdefault(slot, []).append(meta)
 
 
