@@ -525,16 +525,15 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
     seg.prev.append(tail)
     if tail < 0:
         seg.first[slot] = seg.last[slot] = index
-    else:
-        if ts < seg_ts[seg.first[slot]]:
-            seg.first[slot] = index
-        if ts >= seg_ts[seg.last[slot]]:
-            seg.last[slot] = index
+    elif ts >= seg_ts[seg.last[slot]]:  # the usual order; then not before the first either
+        seg.last[slot] = index
+    elif ts < seg_ts[seg.first[slot]]:
+        seg.first[slot] = index
     seg.tail[slot] = index
     seg.count[slot] += 1
     clone = skb != 0 and skb != pid
-    if (fields is not None or reason is not None or clone or stack is not None
-            or capture is not None):
+    if (capture is not None or fields is not None or reason is not None or clone
+            or stack is not None):
         extra = seg.extra
         if capture is not None and tail >= 0:
             previous = extra.get(tail)  # the journey's previous sample

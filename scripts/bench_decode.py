@@ -1,9 +1,12 @@
-"""Micro-benchmark of the live TUI's per-sample path: decode() + PacketStore.add().
+"""Micro-benchmark of the live TUI's per-sample path: records into Samples + PacketStore.add().
 
 No root: records are built with the shipped TUI's event layout (skb following, stacks,
 meta, 128 captured bytes) as a veth flood makes them: UDP packets through ~7 probes,
 two in flight at a time, the bytes unchanged between most probes. Prints the median
-(and min-max) microseconds per sample over repeated runs.
+(and min-max) microseconds per sample over repeated runs, of: the collector's unpacking
+into tuples, decode() of tuples, decode_raw() of the ring buffer's bytes (what the TUI
+does when it exists), the store's add, and the TUI's whole path (its thread, plus the
+collector's unpacking when it hands tuples; both hold the GIL).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import struct
 import time
 
 from ipft_tui.model import PacketStore
+from ipft_tui.tracing import decode as decoding
 from ipft_tui.tracing.decode import RecordLayout, decode
 from ipft_tui.tracing.event import EventLayout, capture_room
 
@@ -52,30 +56,49 @@ def make_records(packets: int = 4096, capture: int = 128) -> tuple[list[tuple], 
     return records, RecordLayout(PROBES, {}, event)
 
 
-def run(records, layout, chunk: int = 2000) -> float:
-    store = PacketStore(max_packets=10_000)
+def timed(work, count: int) -> float:
     started = time.perf_counter()
-    for at in range(0, len(records), chunk):
-        store.add(decode(records[at:at + chunk], layout))
-    return (time.perf_counter() - started) / len(records) * 1e6
+    work()
+    return (time.perf_counter() - started) / count * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--capture", type=int, default=128)
+    parser.add_argument("--chunk", type=int, default=2000, help="samples per store.add")
     args = parser.parse_args()
     records, layout = make_records(capture=args.capture)
-    decode_only = []
-    both = []
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        decode(records, layout)
-        decode_only.append((time.perf_counter() - started) / len(records) * 1e6)
-        both.append(run(records, layout))
-    for name, values in (("decode", decode_only), ("decode+store", both)):
-        print(f"{name:13s} {statistics.median(values):6.2f} us/sample "
-              f"(min {min(values):.2f}, max {max(values):.2f}, {len(records)} samples x {args.repeats})")
+    unpacker = layout.event.record_struct
+    raw = b"".join(unpacker.pack(*r) for r in records)
+    by_columns = getattr(decoding, "decode_raw", None)
+    chunk = args.chunk * unpacker.size
+    chunks = [raw[at:at + chunk] for at in range(0, len(raw), chunk)]
+    samples = decode(records, layout)
+
+    def store() -> None:
+        packets = PacketStore(max_packets=10_000)
+        for at in range(0, len(samples), args.chunk):
+            packets.add(samples[at:at + args.chunk])
+
+    def whole() -> None:  # as the TUI gets them: a batch at a time
+        packets = PacketStore(max_packets=10_000)
+        for part in chunks:
+            packets.add(by_columns(part, layout) if by_columns
+                        else decode(list(unpacker.iter_unpack(part)), layout))
+
+    runs = {"unpack (collector)": lambda: list(unpacker.iter_unpack(raw)),
+            "decode (tuples)": lambda: decode(records, layout),
+            "store.add": store, "whole path": whole}
+    if by_columns:
+        runs["decode_raw (bytes)"] = lambda: by_columns(raw, layout)
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):  # interleaved
+        for name, work in runs.items():
+            times[name].append(timed(work, len(records)))
+    for name, values in times.items():
+        print(f"{name:20s} {statistics.median(values):6.2f} us/sample "
+              f"(min {min(values):.2f}, max {max(values):.2f}; {len(records)} samples x {args.repeats})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from ipft_tui.model import Capture, Meta, Sample
-from ipft_tui.tracing.decode import RecordLayout, decode
+from ipft_tui.tracing.decode import RecordBatch, RecordLayout, decode, decode_raw
 from ipft_tui.tracing.event import IPFT_ETH_P_IP, IPFT_ETH_P_IPV6, EventLayout, capture_room
 
 NAMES = ["ip_rcv", "kfree_skb", "consume_skb"]
@@ -37,6 +37,11 @@ def _reference(record: tuple, layout: RecordLayout) -> Sample:
 
 
 def _records(event: EventLayout) -> list[tuple]:
+    return list(struct.Struct(event.record_format).iter_unpack(_raw(event)))
+
+
+def _raw(event: EventLayout) -> bytes:
+    """Records as the ring buffer holds them."""
     packer = struct.Struct(event.record_format)
     v4 = socket.inet_aton("192.0.2.1") + bytes(12), socket.inet_aton("192.0.2.2") + bytes(12)
     v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1"), socket.inet_pton(socket.AF_INET6, "2001:db8::2")
@@ -59,7 +64,7 @@ def _records(event: EventLayout) -> list[tuple]:
                   "bytes": data, "data": bytes([n]) * 64}
         record = [packer.size - 8] + [fields[name] for name in event.index]
         values.append(packer.pack(*record))
-    return list(packer.iter_unpack(b"".join(values)))
+    return b"".join(values)
 
 
 LAYOUTS = [EventLayout(), EventLayout(meta=True), EventLayout(track_skb=True, stacks=True),
@@ -78,3 +83,15 @@ def test_decode_reads_every_field_as_the_field_by_field_reading(event):
         # Equal bytes at consecutive probes: one Capture object, which the store shares.
         assert samples[0].capture is samples[1].capture
         assert samples[2].capture.data == bytes(range(1, 13)) and samples[4].capture is None
+
+    # The ring buffer's bytes, decoded by columns: the same Samples, the same sharing.
+    by_columns = decode_raw(_raw(event), layout)
+    assert by_columns == samples
+    assert all(type(s) is Sample for s in by_columns)
+    if event.capture_room:
+        assert by_columns[0].capture is by_columns[1].capture
+    batch = RecordBatch.from_raw(_raw(event), layout)
+    assert batch.samples() == samples and batch.records == records
+    for name, at in event.index.items():
+        assert RecordBatch.from_raw(_raw(event), layout).column(name) == [r[at] for r in records]
+        assert RecordBatch(records, layout).column(name) == [r[at] for r in records]
