@@ -498,12 +498,14 @@ def _starts_new_journey(seg: Segment, slot: int, sample: Sample) -> bool:
         changes = seg.flows.get(slot) if seg.flows else None
         if changes:
             flow = changes[-1]
-        if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
+        if meta.saddr == flow.daddr and meta.daddr == flow.saddr and flow.saddr != flow.daddr:
             return True
     if sample.function not in ENTRY_POINTS:
         return False
     bit = seg.interned._entry_bits.get((sample.function, meta.ifindex, meta.netns))
-    return bit is not None and bool(seg.mask(slot, 1) >> bit & 1)
+    if bit is None:
+        return False
+    return bool((seg.entries[slot] if bit < _WORD else seg.mask(slot, 1)) >> bit & 1)
 
 
 def _add(seg: Segment, slot: int, sample: Sample) -> None:
@@ -557,8 +559,14 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
         seg.drops[slot] = (NO_REASON, function)
     if meta is not None:
         if kind & _ENTRY and not is_return:
-            bit = interned.entry_bit((function, meta.ifindex, meta.netns))
-            seg.add_bit(slot, 1, bit)
+            place = (function, meta.ifindex, meta.netns)
+            bit = interned._entry_bits.get(place)
+            if bit is None:
+                bit = interned.entry_bit(place)
+            if bit < _WORD:
+                seg.entries[slot] |= 1 << bit
+            else:
+                seg.add_bit(slot, 1, bit)
         if meta.saddr:
             flow = seg.flow[slot]
             if flow is None:
