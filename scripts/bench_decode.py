@@ -22,7 +22,7 @@ from ipft_tui.tracing import decode as decoding
 from ipft_tui.tracing.decode import RecordLayout, decode
 from ipft_tui.tracing.event import EventLayout, capture_room
 
-PROBES = ["__dev_queue_xmit", "dev_hard_start_xmit", "veth_xmit", "__netif_receive_skb_core",
+PROBES = ["__dev_queue_xmit", "dev_hard_start_xmit", "veth_xmit", "__netif_receive_skb",
           "ip_rcv", "udp_rcv", "consume_skb"]
 
 

@@ -4,7 +4,10 @@ The collector hands out RecordBatch objects: the ring buffer's records as bytes
 (or tuples), decoded into Samples only by consumers that need them. Headless JSON
 and aggregate read plain records as columns (plain_columns) and never build a
 tuple or a Sample per record, which is what lets them keep up with millions of
-events per second.
+events per second. The TUI's records (meta, skb following, packet bytes) become
+Samples by columns too (decode_raw): no tuple per record, and meta and packet
+bytes unpacked once per distinct value. decode() reads tuples (perf buffer, or
+records some of which the kernel discarded) into the same Samples.
 """
 
 from __future__ import annotations
