@@ -316,10 +316,10 @@ class Collector:
             self._probe_flags[probe_id] = flags
         self._stacks_asked |= bool(stack_probes)
 
-    def _resolve_stacks(self, records: list[tuple]) -> None:
+    def _resolve_stacks(self, stack_words: list[int]) -> None:
         """Symbolize the stacks of a batch before a consumer sees it."""
-        at, frames = self._layout.event.index["stack_id"], self._layout.stack_frames
-        new_ids = {r[at] - 1 for r in records if r[at] > 0} - frames.keys()
+        frames = self._layout.stack_frames
+        new_ids = {word - 1 for word in set(stack_words) if word > 0} - frames.keys()
         if not new_ids:
             return
         if self._symbolizer is None:
@@ -386,9 +386,9 @@ class Collector:
             if rescued:  # a few, out of order by microseconds: consumers sort by time
                 raw += rescued
                 discarded |= rescued_discarded
-            # Plain records stay bytes (headless reads them as columns); others are
-            # unpacked here, off the consumer's thread (the TUI's is its UI thread).
-            batch = (RecordBatch.from_raw(raw, self._layout) if self._layout.plain and not discarded
+            # Records stay bytes: headless reads plain ones as columns, the TUI decodes
+            # the others by columns (decode_raw), cheaper than tuples made here.
+            batch = (RecordBatch.from_raw(raw, self._layout) if not discarded
                      else RecordBatch(unpack_records(raw, self._event, discarded), self._layout))
         else:
             self._bpf.perf_buffer_poll(timeout=0)
@@ -397,7 +397,7 @@ class Collector:
         count = len(batch)
         if count:
             if self._stacks_asked:
-                self._resolve_stacks(batch.records)
+                self._resolve_stacks(batch.column("stack_id"))
             self.status = replace(self.status, samples=self.status.samples + count)
             self._sink(batch)
         return count

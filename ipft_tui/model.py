@@ -44,9 +44,12 @@ def flow_text(meta: Meta | None) -> str:
     return f"{proto} {meta.saddr} > {meta.daddr}"
 
 
+FLOW_FIELDS = slice(5, 10)  # a Meta's l4_proto, saddr, daddr, sport, dport: its flow
+assert Meta._fields[FLOW_FIELDS] == ("l4_proto", "saddr", "daddr", "sport", "dport")
+
+
 def same_flow(a: Meta, b: Meta) -> bool:
-    return (a.saddr, a.daddr, a.l4_proto, a.sport, a.dport) == \
-        (b.saddr, b.daddr, b.l4_proto, b.sport, b.dport)
+    return a[FLOW_FIELDS] == b[FLOW_FIELDS]
 
 
 class Capture(NamedTuple):
@@ -495,12 +498,14 @@ def _starts_new_journey(seg: Segment, slot: int, sample: Sample) -> bool:
         changes = seg.flows.get(slot) if seg.flows else None
         if changes:
             flow = changes[-1]
-        if (meta.saddr, meta.daddr) == (flow.daddr, flow.saddr) and flow.saddr != flow.daddr:
+        if meta.saddr == flow.daddr and meta.daddr == flow.saddr and flow.saddr != flow.daddr:
             return True
     if sample.function not in ENTRY_POINTS:
         return False
     bit = seg.interned._entry_bits.get((sample.function, meta.ifindex, meta.netns))
-    return bit is not None and bool(seg.mask(slot, 1) >> bit & 1)
+    if bit is None:
+        return False
+    return bool((seg.entries[slot] if bit < _WORD else seg.mask(slot, 1)) >> bit & 1)
 
 
 def _add(seg: Segment, slot: int, sample: Sample) -> None:
@@ -522,20 +527,19 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
     seg.prev.append(tail)
     if tail < 0:
         seg.first[slot] = seg.last[slot] = index
-    else:
-        if ts < seg_ts[seg.first[slot]]:
-            seg.first[slot] = index
-        if ts >= seg_ts[seg.last[slot]]:
-            seg.last[slot] = index
+    elif ts >= seg_ts[seg.last[slot]]:  # the usual order; then not before the first either
+        seg.last[slot] = index
+    elif ts < seg_ts[seg.first[slot]]:
+        seg.first[slot] = index
     seg.tail[slot] = index
     seg.count[slot] += 1
     clone = skb != 0 and skb != pid
-    if (fields is not None or reason is not None or clone or stack is not None
-            or capture is not None):
+    if (capture is not None or fields is not None or reason is not None or clone
+            or stack is not None):
         extra = seg.extra
-        if capture is not None:
-            previous = extra.get(index - 1)
-            if previous is not None and previous[4] == capture:
+        if capture is not None and tail >= 0:
+            previous = extra.get(tail)  # the journey's previous sample
+            if previous is not None and previous[4] is not capture and previous[4] == capture:
                 capture = previous[4]  # unchanged bytes: share one copy
         # Only a clone's skb is kept: for the others it is the packet id.
         extra[index] = (fields, reason, skb if clone else 0, stack, capture)
@@ -555,8 +559,14 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
         seg.drops[slot] = (NO_REASON, function)
     if meta is not None:
         if kind & _ENTRY and not is_return:
-            bit = interned.entry_bit((function, meta.ifindex, meta.netns))
-            seg.add_bit(slot, 1, bit)
+            place = (function, meta.ifindex, meta.netns)
+            bit = interned._entry_bits.get(place)
+            if bit is None:
+                bit = interned.entry_bit(place)
+            if bit < _WORD:
+                seg.entries[slot] |= 1 << bit
+            else:
+                seg.add_bit(slot, 1, bit)
         if meta.saddr:
             flow = seg.flow[slot]
             if flow is None:
@@ -565,7 +575,7 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
                 changes = seg.flows.get(slot) if seg.flows else None
                 if changes:
                     flow = changes[-1]
-                if meta is not flow and not same_flow(meta, flow):
+                if meta is not flow and meta[FLOW_FIELDS] != flow[FLOW_FIELDS]:
                     seg.flows.setdefault(slot, []).append(meta)
 
 

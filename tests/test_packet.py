@@ -205,6 +205,20 @@ def test_store_keeps_bytes_and_shares_unchanged_ones():
     assert got[2] is None and got[3].data == nat
 
 
+def test_store_shares_bytes_with_the_journeys_previous_sample_when_packets_interleave():
+    from ipft_tui.model import PacketStore, Sample
+
+    frames = [eth(MAC_B, MAC_A, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(n, 53, b"abc")))
+              for n in (1, 2)]
+    store = PacketStore()
+    # Two packets in flight (two CPUs): each sample's previous in the store is the other's.
+    store.add([Sample(pid, ts, 0, name, capture=Capture(bytes(frames[pid - 7]), L2, 45))
+               for ts, (name, pid) in enumerate([("a", 7), ("a", 8), ("b", 7), ("b", 8)])])
+    for packet in store.packets.values():
+        first, second = (s.capture for s in packet.samples)
+        assert first == second and first is second
+
+
 def test_l3_bytes_that_are_not_ip_are_data():
     layers = decode(cap(tcp(1, 2, 3, 4, 0x10, 5), L3))  # a TCP header where IP was expected
     assert [layer.name for layer in layers] == ["Data"]

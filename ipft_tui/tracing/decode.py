@@ -4,15 +4,20 @@ The collector hands out RecordBatch objects: the ring buffer's records as bytes
 (or tuples), decoded into Samples only by consumers that need them. Headless JSON
 and aggregate read plain records as columns (plain_columns) and never build a
 tuple or a Sample per record, which is what lets them keep up with millions of
-events per second.
+events per second. The TUI's records (meta, skb following, packet bytes) become
+Samples by columns too (decode_raw): no tuple per record, and meta and packet
+bytes unpacked once per distinct value. decode() reads tuples (perf buffer, or
+records some of which the kernel discarded) into the same Samples.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
 
 from ..model import Capture, Meta, Sample
@@ -103,8 +108,18 @@ class RecordBatch:
 
     def samples(self) -> list[Sample]:
         if self._samples is None:
-            self._samples = decode(self.records, self.layout)
+            self._samples = (decode(self.records, self.layout) if self._records is not None
+                             else decode_raw(self.raw, self.layout))
         return self._samples
+
+    def column(self, name: str) -> list:
+        """One field of every record."""
+        if self._records is None:
+            columns = per_layout(self.layout, RawColumns)
+            if columns.usable:
+                return columns.column(self.raw, name)
+        at = self.layout.event.index[name]
+        return [record[at] for record in self.records]
 
 
 # -- plain records by columns ---------------------------------------------------------
@@ -166,39 +181,62 @@ BASE = ("packet_id", "timestamp", "processor_id", "probe_id", "is_return", "drop
 def decode(records: list[tuple], layout: RecordLayout) -> list[Sample]:
     names, reason_name, event = layout.names, layout.reason_name, layout.event
     base = layout.fields(*BASE)
+    new = tuple.__new__  # Samples built positionally: keywords cost more than the rest
     if layout.plain:
-        return [Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
-                       is_return=ret != 0, drop_reason=reason_name(reason) if reason else None)
+        return [new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
+                             reason_name(reason) if reason else None,
+                             None, None, 0, None, None, None))
                 for pid, ts, cpu, probe, ret, reason in map(base, records)]
     index = event.index
     skb_at, end_at = index.get("skb"), index.get("journey_end")
     stack_at, data_at = index.get("stack_id"), index.get("data")
-    meta_get = layout.fields(*(f.name for f in META if not f.name.startswith("_"))) if event.meta else None
+    # Meta and capture fields are consecutive in a record: a slice is the cache key.
+    meta_at = _span(index, [f.name for f in META if not f.name.startswith("_")]) if event.meta else None
+    capture_at = (_span(index, ["skb_len", "data_delta", "captured", "from_mac", "bytes"])
+                  if event.capture_room else None)
     metas = _META_CACHE
+    # Consecutive probes mostly see the same bytes: one Capture for equal records in a
+    # batch (the store then shares it without comparing the bytes).
+    captures: dict[tuple, Capture | None] = {}
+    stack = layout.stack
     out = []
-    capture_get = (layout.fields("skb_len", "data_delta", "captured", "from_mac", "bytes")
-                   if event.capture_room else None)
+    append = out.append
     for record in records:
         pid, ts, cpu, probe, ret, reason = base(record)
         meta = None
-        if meta_get:
-            raw = meta_get(record)
+        if meta_at:
+            raw = record[meta_at[0]:meta_at[1]]
             meta = metas.get(raw)
             if meta is None:  # most samples repeat a flow/device already seen
                 if len(metas) > 50_000:
                     metas.clear()
                 meta = metas[raw] = _meta(raw)
+        capture = None
+        if capture_at:
+            raw = record[capture_at[0]:capture_at[1]]
+            capture = captures.get(raw, _UNSEEN)
+            if capture is _UNSEEN:
+                capture = captures[raw] = _capture(raw)
         skb = record[skb_at] if skb_at else 0
-        out.append(Sample(packet_id=pid, timestamp=ts, processor_id=cpu, function=names[probe],
-                          is_return=ret != 0, drop_reason=reason_name(reason) if reason else None,
-                          meta=meta, data=record[data_at] if data_at else None, skb=skb,
-                          stack=layout.stack(record[stack_at], names[probe]) if stack_at else None,
-                          journey_end=record[end_at] != 0 if skb else None,
-                          capture=_capture(capture_get(record)) if capture_get else None))
+        stack_word = record[stack_at] if stack_at else 0
+        append(new(Sample, (pid, ts, cpu, names[probe], ret != 0, None,
+                            reason_name(reason) if reason else None, meta,
+                            record[data_at] if data_at else None, skb,
+                            stack(stack_word, names[probe]) if stack_word else None,
+                            record[end_at] != 0 if skb else None, capture)))
     return out
 
 
 _META_CACHE: dict[tuple, Meta] = {}
+_UNSEEN = object()
+
+
+def _span(index: dict[str, int], names: list[str]) -> tuple[int, int]:
+    """Where these consecutive fields sit in a record tuple (a slice's bounds)."""
+    at = [index[name] for name in names]
+    if at != list(range(at[0], at[0] + len(at))):
+        raise ValueError(f"fields not consecutive in the record: {names}")
+    return at[0], at[-1] + 1
 
 
 def _meta(raw: tuple) -> Meta:
@@ -215,3 +253,101 @@ def _capture(raw: tuple) -> Capture | None:
         return None
     # The packet's length from the first copied byte: skb->len counts from skb->data.
     return Capture(data[:captured], "l2" if from_mac else "l3", max(skb_len + data_delta, captured))
+
+
+# -- any records by columns -----------------------------------------------------------
+class RawColumns:
+    """Where each field of a layout's records sits in the ring buffer's bytes: numbers
+    are read a column at a time (a strided memoryview), meta and packet bytes as one
+    slice per record, unpacked once per distinct value."""
+
+    def __init__(self, layout: RecordLayout):
+        event = layout.event
+        self.stride = event.record_struct.size
+        header = struct.calcsize("<" + RECORD_HEADER)
+        self.at = {name: header + offset for name, offset in event.offsets().items()}
+        self.format = {f.name: f.format for f in event.fields if not f.name.startswith("_")}
+        numbers = [name for name, fmt in self.format.items() if not fmt.endswith("s")]
+        # memoryview.cast reads native order and whole items: little endian, aligned.
+        self.usable = sys.byteorder == "little" and all(
+            self.at[name] % struct.calcsize(self.format[name]) == 0
+            and self.stride % struct.calcsize(self.format[name]) == 0 for name in numbers)
+        self.meta = self._part(event, META) if event.meta else None
+        self.capture = (self._part(event, next(fields for define, fields in event._parts()
+                                               if define == "IPFT_CAPTURE_BYTES"))
+                        if event.capture_room else None)
+
+    def _part(self, event: EventLayout, fields) -> tuple[int, int, struct.Struct]:
+        """A struct's bytes in a record (trailing padding left out) and how to unpack them."""
+        fields = list(fields)
+        while fields[-1].name.startswith("_"):
+            fields.pop()
+        unpack = struct.Struct("<" + "".join(f.format for f in fields))
+        start = self.at[fields[0].name]
+        return start, start + unpack.size, unpack
+
+    def column(self, raw: bytes, name: str) -> list:
+        code = self.format[name]
+        size = struct.calcsize(code)
+        if code.endswith("s"):  # a byte array: a bytes value per record
+            return self.slices(raw, self.at[name], self.at[name] + size)
+        return memoryview(raw).cast(code)[self.at[name] // size::self.stride // size].tolist()
+
+    def slices(self, raw: bytes, start: int, end: int) -> list[bytes]:
+        length = end - start
+        return [raw[at:at + length] for at in range(start, len(raw), self.stride)]
+
+
+class _Parsed(dict):
+    """Objects by the bytes they are read from, made on first sight."""
+
+    def __init__(self, unpack: struct.Struct, make: Callable[[tuple], object]):
+        super().__init__()
+        self.unpack, self.make = unpack.unpack, make
+
+    def __missing__(self, raw: bytes):
+        value = self[raw] = self.make(self.unpack(raw))
+        return value
+
+
+_META_BY_BYTES: dict[int, _Parsed] = {}
+_new_sample = partial(tuple.__new__, Sample)
+
+
+def decode_raw(raw: bytes, layout: RecordLayout) -> list[Sample]:
+    """decode() of the ring buffer's bytes, by columns (the same Samples)."""
+    columns = per_layout(layout, RawColumns)
+    if not columns.usable:
+        return decode(list(layout.event.record_struct.iter_unpack(raw)), layout)
+    event, column = layout.event, partial(columns.column, raw)
+    count = len(raw) // columns.stride
+    nothing = [None] * count  # a list, not repeat(): several columns may share it
+    names, reason_name = layout.names, layout.reason_name
+    functions = [names[probe] for probe in column("probe_id")]
+    returns = [ret != 0 for ret in column("is_return")]
+    reasons = [reason_name(reason) if reason else None for reason in column("drop_reason")]
+    metas = captures = datas = stacks = ends = nothing
+    skbs = [0] * count
+    if event.meta:
+        start, end, unpack = columns.meta
+        cache = _META_BY_BYTES.get(unpack.size)
+        if cache is None or len(cache) > 50_000:
+            cache = _META_BY_BYTES[unpack.size] = _Parsed(unpack, _meta)
+        metas = map(cache.__getitem__, columns.slices(raw, start, end))
+    if event.capture_room:
+        # Consecutive probes mostly see the same bytes: one Capture for equal ones in a
+        # batch (the store then shares it without comparing the bytes).
+        start, end, unpack = columns.capture
+        captures = map(_Parsed(unpack, _capture).__getitem__, columns.slices(raw, start, end))
+    if event.module:
+        datas = column("data")
+    if event.track_skb:
+        skbs = column("skb")
+        ends = [end != 0 if skb else None for skb, end in zip(skbs, column("journey_end"))]
+    if event.stacks:
+        stack = layout.stack
+        stacks = [stack(word, function) if word else None
+                  for word, function in zip(column("stack_id"), functions)]
+    return list(map(_new_sample, zip(column("packet_id"), column("timestamp"), column("processor_id"),
+                                     functions, returns, nothing, reasons, metas, datas, skbs,
+                                     stacks, ends, captures)))
