@@ -198,7 +198,12 @@ class Interned:
         return found
 
 
+# A sample's word: function id (bits 0-30) | is_return (31) | cpu (32-63): any u32 cpu
+# a replay line may hold.
+_NAME_MASK = 0x7FFFFFFF
 _RETURN_BIT = 1 << 31
+_CPU_SHIFT = 32
+_CPU_MASK = 0xFFFFFFFF
 _NO_EXTRA = (None, None, 0, None, None)
 _NO_DROP = (None, None)
 _WORD = 64  # bits of a packet's function/entry masks kept in columns; more go to a dict
@@ -208,9 +213,9 @@ SEGMENT_PACKETS = 4096  # packets whose samples share one set of columns
 class Segment:
     """Columns holding SEGMENT_PACKETS consecutive packets and their samples.
 
-    A sample is a timestamp, a word (function id | cpu << 16 | is_return << 31), its
+    A sample is a timestamp, a word (function id | is_return << 31 | cpu << 32), its
     Meta (shared: decoding and replay loading hand out one object per flow/device) and
-    the index of its packet's previous sample in the segment (-1: none): 24 bytes.
+    the index of its packet's previous sample in the segment (-1: none): 28 bytes.
     A packet (a slot: its key less `base`) is a row of about 50 bytes: address, latest
     / earliest / last sample, count, the sample that freed it, masks of its functions
     and entry points, its flow; the rare parts (drops, flow changes, extension fields,
@@ -225,8 +230,8 @@ class Segment:
         self.base = base  # key of its first packet
         self.interned = interned
         # per sample
-        self.ts = array("q")
-        self.word = array("I")
+        self.ts = array("Q")
+        self.word = array("Q")
         self.meta: list[Meta | None] = []
         self.prev = array("i")
         self.extra: dict[int, tuple] = {}  # sample -> (fields, drop reason, clone skb, stack, capture)
@@ -392,8 +397,8 @@ class Packet:
         extra = seg.extra
         fields, reason, skb, stack, capture = extra.get(i, _NO_EXTRA) if extra else _NO_EXTRA
         return Sample(packet_id=seg.pid[self._slot], timestamp=seg.ts[i],
-                      processor_id=(word >> 16) & 0x7FFF,
-                      function=seg.interned.names[word & 0xFFFF],
+                      processor_id=(word >> _CPU_SHIFT) & _CPU_MASK,
+                      function=seg.interned.names[word & _NAME_MASK],
                       is_return=bool(word & _RETURN_BIT), fields=fields, drop_reason=reason,
                       meta=seg.meta[i], skb=skb, stack=stack, capture=capture)
 
@@ -461,7 +466,7 @@ class Packet:
         for i in self._ordered():
             word = word_of[i]
             if not word & _RETURN_BIT:
-                name = names[word & 0xFFFF]
+                name = names[word & _NAME_MASK]
                 if not functions or functions[-1] != name:
                     functions.append(name)
             meta = meta_of[i]
@@ -478,7 +483,7 @@ class Packet:
     @property
     def cpus(self) -> list[int]:
         word = self._seg.word
-        return sorted({word[i] >> 16 & 0x7FFF for i in self._indexes()})
+        return sorted({word[i] >> _CPU_SHIFT & _CPU_MASK for i in self._indexes()})
 
 
 def _starts_new_journey(seg: Segment, slot: int, sample: Sample) -> bool:
@@ -519,9 +524,8 @@ def _add(seg: Segment, slot: int, sample: Sample) -> None:
     kind = interned.kinds[name_id]
     seg_ts = seg.ts
     index = len(seg_ts)
-    cpu &= 0x7FFF
     seg_ts.append(ts)
-    seg.word.append(name_id | cpu << 16 | _RETURN_BIT if is_return else name_id | cpu << 16)
+    seg.word.append(name_id | cpu << _CPU_SHIFT | _RETURN_BIT if is_return else name_id | cpu << _CPU_SHIFT)
     seg.meta.append(meta)
     tail = seg.tail[slot]
     seg.prev.append(tail)

@@ -108,3 +108,18 @@ def test_more_functions_and_entry_places_than_a_column_word_holds():
     assert len(store.packets) == 2
     store.add([Sample(0x2000, 3 * 10**9, 0, "netif_receive_skb", meta=metas[69])])
     assert len(store.packets) == 3
+
+
+def test_extreme_values_a_replay_line_may_hold_come_back_unchanged():
+    """Whatever the line parsers accept (u64 timestamps, u32 CPUs, any number of
+    function names) is stored as it came, not wrapped or mixed into other fields."""
+    store = PacketStore(max_packets=None, split_on_free=False)
+    samples = [Sample(0x1000, (1 << 64) - 10, (1 << 32) - 1, "late", is_return=True),
+               Sample(0x1000, (1 << 64) - 5, 40_000, "later")]
+    names = [f"g{i}" for i in range(70_000)]
+    samples += [Sample(0x2000, 10**9 + i, i % 3, name) for i, name in enumerate(names)]
+    store.add(samples)
+    late, far = store.packets.values()
+    assert late.samples == samples[:2]
+    assert [s.function for s in far.samples] == names
+    assert far.samples[-1].processor_id == (70_000 - 1) % 3
