@@ -150,6 +150,9 @@ ODD_LINES = [
     '"extra":"x"}',
     '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false}'
     ' trailing',
+    # whitespace to str.isspace() but not to JSON
+    '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false}\x1c',
+    '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false}\u2028',
     '[1, 2]',
     '{"packet_id":"0x1","timestamp":NaN,"processor_id":0,"function":"f","is_return":false}',
 ]

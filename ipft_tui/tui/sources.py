@@ -510,7 +510,7 @@ class _FastParser:
             obj, end = _raw_decode(text)
         except (ValueError, RecursionError):
             return None
-        if end != len(text) and not text[end:].isspace():
+        if end != len(text) and text[end:].strip(" \t\n\r"):  # JSON's whitespace only
             return None
         if type(obj) is not dict or not obj.keys() <= _FAST_KEYS or not obj.keys() >= _BASE_KEYS:
             return None
