@@ -11,7 +11,7 @@ from .batching import SampleBuffer
 from .collector import Collector, Status, choose_backend, program_for
 from .demo import DemoTraffic
 from .errors import IpftError
-from .kernel.targets import ftrace_max_args, list_order
+from .kernel.targets import FTRACE_ARGS_FACT, ftrace_max_args, list_order
 from .outputs.aggregate import AggregateOutput
 from .outputs.jsonlines import JsonOutput
 from .outputs.paths import PathsOutput
@@ -50,7 +50,7 @@ def run_check() -> int:
     if caps.backends["ftrace"].ok:
         modules = len(kernel.btf) - 1
         print(f"{'':<13} {'':<14} fentry: up to {ftrace_max_args(os.uname().release)} arguments "
-              "(12 from Linux 6.6); module functions: "
+              f"({FTRACE_ARGS_FACT}); module functions: "
               + (f"yes ({modules} modules with BTF)" if modules
                  else "none (no module BTF: before 5.11, or none loaded)"))
     print(f"drop reasons  {'yes' if kernel.drop_reasons else 'no':<14} "

@@ -93,25 +93,35 @@ def prog_load(prog_type: int, insns: bytes, expected_attach_type: int = 0,
 
 def kernel_btf_fds(names: set[str]) -> dict[str, int]:
     """fds of the kernel's BTF objects with these names (a module's BTF object is named
-    after the module, 5.11+); the caller closes them. Names not loaded are missing."""
+    after the module, 5.11+; BTF a program loaded, whatever its name, is not the kernel's);
+    the caller closes them. Names not loaded are missing."""
     found: dict[str, int] = {}
     btf_id = 0
-    while len(found) < len(names):
-        try:
-            btf_id = _bpf_u32_out(BPF_BTF_GET_NEXT_ID, btf_id)
-        except BPFSyscallError as exc:
-            if exc.errno == 2:  # ENOENT: no more
-                break
-            raise
-        try:
-            fd = _bpf(BPF_BTF_GET_FD_BY_ID, struct.pack("<III", btf_id, 0, 0))
-        except BPFSyscallError:
-            continue  # went away meanwhile
-        name = _btf_name(fd)
-        if name in names and name not in found:
-            found[name] = fd
-        else:
+    try:
+        while len(found) < len(names):
+            try:
+                btf_id = _bpf_u32_out(BPF_BTF_GET_NEXT_ID, btf_id)
+            except BPFSyscallError as exc:
+                if exc.errno == 2:  # ENOENT: no more
+                    break
+                raise
+            try:
+                fd = _bpf(BPF_BTF_GET_FD_BY_ID, struct.pack("<III", btf_id, 0, 0))
+            except BPFSyscallError:
+                continue  # went away meanwhile
+            try:
+                name, kernel = _btf_name(fd)
+            except BaseException:
+                close(fd)
+                raise
+            if kernel and name in names and name not in found:
+                found[name] = fd
+            else:
+                close(fd)
+    except BaseException:
+        for fd in found.values():
             close(fd)
+        raise
     return found
 
 
@@ -124,12 +134,14 @@ def _bpf_u32_out(cmd: int, start_id: int) -> int:
     return struct.unpack_from("<I", buf.raw, 4)[0]
 
 
-def _btf_name(fd: int) -> str:
-    """A BTF object's name (struct bpf_btf_info: btf, btf_size, id, name, name_len, kernel_btf)."""
+def _btf_name(fd: int) -> tuple[str, bool]:
+    """A BTF object's name and whether it is the kernel's (struct bpf_btf_info: btf,
+    btf_size, id, name, name_len, kernel_btf)."""
     name = ctypes.create_string_buffer(64)
     info = ctypes.create_string_buffer(struct.pack("<QIIQII", 0, 0, 0, ctypes.addressof(name), 64, 0), 32)
     _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, 32, ctypes.addressof(info)))
-    return name.value.decode(errors="replace")
+    kernel_btf = struct.unpack_from("<I", info.raw, 28)[0]
+    return name.value.decode(errors="replace"), kernel_btf != 0
 
 
 def raw_tracepoint_open(prog_fd: int, name: str | None, cookie: int = 0) -> int:

@@ -95,15 +95,21 @@ class _SkbTypeCache:
         return self.btf.kind(self.btf.strip(type_id)) in (btfmod.STRUCT, btfmod.UNION)
 
 
+# Arguments an x86-64 BPF trampoline (fentry/fexit) handles: 6 before Linux 6.6, then 12
+# (commit "bpf, x86: allow function arguments up to 12 for TRACING", bpf-next pull of
+# 2023-07-13, after the 6.5 merge window).
+FTRACE_ARGS_BEFORE, FTRACE_ARGS_FROM, FTRACE_MORE_ARGS_SINCE = 6, 12, (6, 6)
+FTRACE_ARGS_FACT = (f"x86-64: {FTRACE_ARGS_FROM} from Linux "
+                    f"{'.'.join(map(str, FTRACE_MORE_ARGS_SINCE))}")
+
+
 def ftrace_max_args(release: str) -> int:
-    """Arguments an x86-64 BPF trampoline (fentry/fexit) handles: 6 before Linux 6.6, then
-    12 (commit "bpf, x86: allow function arguments up to 12 for TRACING", bpf-next pull
-    of 2023-07-13, after the 6.5 merge window)."""
+    """Arguments this kernel's fentry/fexit trampoline handles (FTRACE_ARGS_FACT)."""
     try:
         major, minor = (int(x) for x in release.split(".")[:2])
     except ValueError:
-        return 6
-    return 12 if (major, minor) >= (6, 6) else 6
+        return FTRACE_ARGS_BEFORE
+    return FTRACE_ARGS_FROM if (major, minor) >= FTRACE_MORE_ARGS_SINCE else FTRACE_ARGS_BEFORE
 
 
 def _skb_position(cache: _SkbTypeCache, proto_id: int) -> tuple[int, int]:
@@ -248,7 +254,7 @@ def left_out_reason(t: Target, addresses: dict[str, int], available: set[str] | 
         return "not hookable (not in available_filter_functions, or kprobe-blacklisted)"
     if max_args is not None and t.nargs > max_args:
         return (f"takes {t.nargs} arguments; this kernel's fentry trampoline takes at most "
-                f"{max_args} (x86-64: 12 from Linux 6.6)")
+                f"{max_args} ({FTRACE_ARGS_FACT})")
     if t.skb_pos > max_pos:
         return f"skb is argument {t.skb_pos}; the entry points read arguments 1-{max_pos}"
     return ""
