@@ -121,8 +121,7 @@ def parse_summary(text: str) -> dict:
     if missed:
         out["misses"] = int(missed.group(1))
     for key, pattern in (("delivered", r"(\d+) samples delivered"), ("lost", r"(\d+) lost"),
-                         ("rescued", r"(\d+) saved"), ("dropped", r"(\d+) dropped"),
-                         ("misses", r"(\d+) (?:missed|skipped|kernel misses)")):
+                         ("rescued", r"(\d+) saved"), ("dropped", r"(\d+) dropped")):
         m = re.search(pattern, line)
         if m:
             out[key] = int(m.group(1))
@@ -476,7 +475,7 @@ class Probe:
         behind = self.behind
         return {"event": "status", "t": monotonic_ns(), "cpu": process_cpu(os.getpid()),
                 "ui_drops": self.app.buffer.dropped, "frames": self.frames,
-                "ui_shed": getattr(self.app, "shed", 0),  # dropped to stay current
+                "ui_shed": self.app.shed,  # dropped to stay current
                 "probe_s": self.probe_ns / 1e9,
                 "behind_median_ms": (statistics.median(behind) / 1e6) if behind else None,
                 "behind_max_ms": max(behind) / 1e6 if behind else None,
@@ -695,9 +694,8 @@ def run_tui(workload: Workload, marker_timeout: float = 30) -> dict:
            "key_timeouts": key_timeouts, "frames": after["frames"] - before["frames"],
            "probe_cpu_share": (after["probe_s"] - before["probe_s"]) / max(
                after["cpu"] - before["cpu"], 1e-9)}
-    for name in ("misses", "missed", "recursion_misses", "kernel_misses"):  # item 5's counter
-        if name in after:
-            out["misses"] = after[name] - before.get(name, 0)
+    if "missed" in after:  # Status.missed: None (not counted) when the kernel does not tell
+        out["misses"] = after["missed"] - before.get("missed", 0)
     return out
 
 

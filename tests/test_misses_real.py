@@ -24,13 +24,13 @@ def test_the_attached_programs_counts_are_read(veth, nothing_left_behind):
     collector.start()
     try:
         collector.wait_ready(60)
+        local_udp(veth, UDP_PORT, MARK, count=3)  # the programs run before they are read
         counter = MissCounter(InfoLayout.from_btf(kernel.btf[0]))
         try:
             got = counter.read(collector.backend.link_fds())
         finally:
             counter.close()
-        assert got is not None and got.programs >= 1 and got.total >= 0
-        local_udp(veth, UDP_PORT, MARK, count=3)
+        assert got is not None and got.programs >= 1  # None: this kernel would not tell
     finally:
         collector.stop()
     assert collector.status.missed is not None and collector.status.missed >= 0
