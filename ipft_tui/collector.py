@@ -48,7 +48,7 @@ READ_LIMIT = 4096
 STATUS_INTERVAL = 0.25  # s between reads of the kernel-side lost counter
 MISSES_INTERVAL = 1.0  # s between reads of the kernel's missed counts (syscalls per probe)
 # At a stop the probes are detached, then the buffers read to the end (a full 16 MiB
-# one holds over 100 000 samples); a consumer slower than this leaves the rest unread.
+# one holds 400 000 records); a consumer slower than this leaves the rest unread.
 STOP_DRAIN_LIMIT = 10.0  # s
 
 
