@@ -23,9 +23,13 @@ class SampleBuffer:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._closed = False
+        self._abandoned = False
 
     def put(self, samples) -> None:
         with self._lock:
+            if self._abandoned:
+                self.dropped += len(samples)
+                return
             if self.wait_for_room:
                 while self._size >= self.capacity and not self._closed:
                     self._room.wait()
@@ -47,6 +51,15 @@ class SampleBuffer:
         """No more waiting for room: from now on what does not fit is dropped."""
         with self._lock:
             self._closed = True
+            self._room.notify_all()
+
+    def abandon(self) -> None:
+        """The consumer gives up: what waits now and whatever comes later is dropped
+        (and counted), and nobody waits for room."""
+        with self._lock:
+            self._closed = self._abandoned = True
+            self.dropped += self._size
+            self._batches, self._size = [], 0
             self._room.notify_all()
 
     def drain_batches(self, limit: int | None = None) -> list:

@@ -47,6 +47,9 @@ POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
 READ_LIMIT = 4096
 STATUS_INTERVAL = 0.25  # s between reads of the kernel-side lost counter
 MISSES_INTERVAL = 1.0  # s between reads of the kernel's missed counts (syscalls per probe)
+# At a stop the probes are detached, then the buffers read to the end (a full 16 MiB
+# one holds 400 000 records); a consumer slower than this leaves the rest unread.
+STOP_DRAIN_LIMIT = 10.0  # s
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Status:
     failed: int = 0
     filtered: int = 0
     samples: int = 0
-    lost: int = 0  # matched in BPF but no room in the buffer
+    lost: int = 0  # matched in BPF but no room in the buffer (or `unread`)
+    unread: int = 0  # left in the buffer at a stop that could not wait to read it
     # Probe runs the kernel skipped (recursion, kprobe reentry: tracing/misses.py);
     # None: this kernel does not tell. Per probe (name, count) where it tells that.
     missed: int | None = None
@@ -161,6 +165,9 @@ class Collector:
         self._stacks_asked = False  # records carry stack ids only once a regex was given
         self._misses: MissCounter | None = None
         self._perf_lost = 0
+        self._unread = 0
+        # Set (from a signal handler: no lock) to leave what is still buffered at a stop.
+        self.hurry = False
 
     # -- consumer side ----------------------------------------------------------
 
@@ -358,9 +365,10 @@ class Collector:
             except queue.Empty:
                 command = None
             if command == "stop":
-                self._drain()
+                self._read_misses()  # while the probes' links are open
+                self.backend.close()  # nothing produces samples from here on
+                self._drain_to_the_end()
                 self._read_counters()
-                self._read_misses()
                 return
             if command:
                 self._execute(command, arg)
@@ -378,6 +386,18 @@ class Collector:
             names = self.candidate_names()
             self.status = replace(self.status, missed=misses.total, missed_by_probe=tuple(
                 (names[probe_id], count) for probe_id, count in misses.by_probe))
+
+    def _drain_to_the_end(self) -> None:
+        """Read what the buffers hold; what a slow consumer (or `hurry`) leaves
+        there is counted as lost."""
+        deadline = time.monotonic() + STOP_DRAIN_LIMIT
+        while self._drain() and not self.hurry and time.monotonic() < deadline:
+            pass
+        if self._reader is not None:
+            self._unread = self._reader.pending() + self._rescue_reader.pending()
+        if self._unread:
+            self._on_notice(f"stopped reading at the stop: {self._unread} samples "
+                            "left in the kernel's buffer, counted as lost")
 
     def _drain(self) -> int:
         if self._reader is not None:
@@ -414,7 +434,7 @@ class Collector:
         matched = self._bpf[b"matched"].sum(ctypes.c_int(0)).value if self.settings.count_only else 0
         self.status = replace(self.status,
                               lost=counters.sum(ctypes.c_int(IPFT_LOST_SLOT)).value
-                              + self._perf_lost,
+                              + self._perf_lost + self._unread, unread=self._unread,
                               rescued=counters.sum(ctypes.c_int(IPFT_RESCUED_SLOT)).value,
                               matched=matched)
 

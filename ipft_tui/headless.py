@@ -8,7 +8,7 @@ import sys
 import threading
 
 from .batching import SampleBuffer
-from .collector import Collector, Status, choose_backend, program_for
+from .collector import STOP_DRAIN_LIMIT, Collector, Status, choose_backend, program_for
 from .demo import DemoTraffic
 from .errors import IpftError
 from .kernel.targets import FTRACE_ARGS_FACT, ftrace_max_args, list_order
@@ -25,6 +25,7 @@ from .tracing import backends
 
 
 FLUSH_GRACE = 2.0  # s the output may take to reach a slow reader once the trace stops
+STOP_BATCH = 10_000  # samples consumed between looks for a second signal while stopping
 
 
 def err(text: str) -> None:
@@ -210,17 +211,27 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     buffer = (SampleBuffer(wait_for_room=getattr(args, "no_drop", False))
               if extension is not None else None)
 
-    def consume() -> None:
+    def consume(limit: int | None = None) -> None:
         if buffer is not None:
-            write(buffer.drain_batches())
+            write(buffer.drain_batches(limit))
 
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+    signals: list[int] = []  # appended by the handler (no lock in a signal handler)
+    stopping_after: list[int] = []  # how many signals came before the stop began
+
+    def on_signal(signum, _frame) -> None:
+        signals.append(signum)
+        stop.set()
+        if stopping_after and len(signals) > stopping_after[0]:
+            collector.hurry = True  # a signal while stopping: leave what is still buffered
+
+    previous = {sig: signal.signal(sig, on_signal)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     notices = (lambda text: err(f"\n{text}\n")) if args.verbose else None
     sink = buffer.put if buffer is not None else (lambda batch: write([batch]))
     collector = Collector(settings, sink, kernel=kernel,
                           on_progress=lambda st: err(attach_line(st)), on_notice=notices)
     demo = None
+    ran_to_the_stop = False
     try:
         collector.start()
         # Wait in small steps so Ctrl-C during attach stops cleanly.
@@ -251,24 +262,23 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
             consume()
             if not collector.running or stdout.error is not None:
                 break
+        ran_to_the_stop = True
     finally:
-        if demo:
-            demo.__exit__(None, None, None)
-        if buffer is not None and buffer.wait_for_room:
-            # The collector may be waiting for room: keep consuming while it stops.
-            stopping = threading.Thread(target=collector.stop, daemon=True)
-            stopping.start()
-            while stopping.is_alive():
-                consume()
-                stopping.join(0.05)
-        else:
-            collector.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if collector.error and collector.status.samples == 0 and not stop.is_set():
+        # From here on, however the trace ends, a reader that does not read holds the
+        # output (written in the collector's thread too) up for FLUSH_GRACE at most.
+        stopping_after.append(len(signals))
+        stop.set()
+        try:
+            if demo:
+                demo.__exit__(None, None, None)
+        finally:
+            try:
+                _stop_collector(collector, buffer, consume, write_the_rest=ran_to_the_stop)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+    if collector.error and collector.status.samples == 0 and not signals:
         raise collector.error
-    stop.set()  # from here on, a reader that does not read holds us up for FLUSH_GRACE at most
-    consume()
     if isinstance(output, AggregateOutput):
         output.report_count()
     if isinstance(output, (AggregateOutput, PathsOutput)):
@@ -286,12 +296,18 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         err(f"{stdout.unwritten_lines} {what} not written: stdout did not take them within "
             f"{FLUSH_GRACE:g} s of the stop\n")
     lost = collector.status.lost
-    if lost:
-        err(f"Lost {lost} samples (the kernel's buffer was full: the output did not keep up "
-            f"or the buffer is too small; try a larger --ringbuf-pages)\n")
+    if lost - collector.status.unread:
+        err(f"Lost {lost - collector.status.unread} samples (the kernel's buffer was full: "
+            f"the output did not keep up or the buffer is too small; try a larger "
+            f"--ringbuf-pages)\n")
+    if collector.status.unread:
+        err(f"Lost {collector.status.unread} samples left in the kernel's buffer at the stop "
+            f"(not read within {STOP_DRAIN_LIMIT:g} s, or a second signal)\n")
     dropped = buffer.dropped if buffer is not None else 0
     if dropped:
-        err(f"Dropped {dropped} samples: output could not keep up\n")
+        err(f"Dropped {dropped} samples: output could not keep up"
+            + (" (or stopped waiting for it at a second signal)" if collector.hurry else "")
+            + "\n")
     if args.verbose:
         err(f"Summary: {collector.status.samples} samples delivered, {lost} lost in the kernel "
             f"({collector.status.rescued} saved by the rescue buffer), "
@@ -303,3 +319,31 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         err(f"ipft-tui: error: {collector.error}\n")
         return 1
     return 0
+
+
+def _stop_collector(collector: Collector, buffer: SampleBuffer | None, consume,
+                    write_the_rest: bool) -> None:
+    """Stop the collector and wait until every probe is detached, then (write_the_rest)
+    consume what the buffer still holds. With --no-drop the collector may be waiting for
+    room: keep consuming while it stops. If the consumer fails, or a second signal sets
+    collector.hurry, abandon the buffer (its samples dropped, counted): nothing waits."""
+    if buffer is None:
+        collector.stop()
+        return
+    stopping = threading.Thread(target=collector.stop, daemon=True)
+    stopping.start()
+    try:
+        while stopping.is_alive():
+            if collector.hurry:
+                buffer.abandon()
+            elif buffer.wait_for_room:
+                consume(STOP_BATCH)
+            stopping.join(0.05)
+        while write_the_rest and len(buffer) and not collector.hurry:
+            consume(STOP_BATCH)
+        if collector.hurry:
+            buffer.abandon()
+    except BaseException:
+        buffer.abandon()
+        stopping.join()
+        raise

@@ -87,6 +87,12 @@ class RingBufReader:
         self._pos.pack_into(self._consumer, 0, consumer + consumed)
         return raw, discarded
 
+    def pending(self) -> int:
+        """How many records are written (or being written) and not read yet."""
+        consumer = self._pos.unpack_from(self._consumer, 0)[0]
+        producer = self._pos.unpack_from(self._producer, 0)[0]
+        return min(producer - consumer, self.size) // self._record_size
+
     def close(self) -> None:
         self._data.release()
         self._producer.close()

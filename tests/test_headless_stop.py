@@ -1,0 +1,210 @@
+"""How a headless trace stops, with the collector faked (its BPF side is covered by
+tests/test_stop_drain.py and the real tests): a consumer that fails or a second signal
+never leaves the collector waiting, and a stdout nobody reads holds up no exit for
+longer than the flush grace, whether the trace ends on a signal or on an error."""
+
+import argparse
+import functools
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+
+import pytest
+
+from ipft_tui import headless
+from ipft_tui.batching import SampleBuffer
+from ipft_tui.collector import Status
+from ipft_tui.errors import IpftError
+from ipft_tui.settings import TraceSettings
+from ipft_tui.tracing.decode import RecordBatch, RecordLayout
+from ipft_tui.tracing.event import EventLayout
+
+BOUND = 20  # s any of these may take before it counts as hung
+
+
+class FakeCollector:
+    """Hands `make_batch()` to its sink until told to stop, in its own thread, as the
+    collector does; `produce` is how many batches to hand out (None: until stopped).
+    At the stop it hands out `backlog` more (what the kernel's buffer still held)."""
+
+    produce: int | None = None
+    backlog = 10  # more than the buffer and a consumer that fails can take
+    make_batch = None
+    made: list = []
+
+    def __init__(self, settings, sink, kernel=None, on_progress=None, on_notice=None):
+        self._sink = sink
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.status = Status(ready=True)
+        self.error = None
+        self.headers = None
+        self.limit_notes = []
+        self.hurry = False
+        self.given = 0
+        FakeCollector.made.append(self)
+
+    def _run(self):
+        while not self._stop.is_set() and (self.produce is None or self.given < self.produce):
+            batch = self.make_batch()
+            self._sink(batch)
+            self.given += len(batch)
+            self.status = Status(ready=True, samples=self.given)
+        self._stop.wait()
+        for _ in range(self.backlog if self.produce is None else 0):
+            if self.hurry:
+                break
+            batch = self.make_batch()
+            self._sink(batch)
+            self.given += len(batch)
+            self.status = Status(ready=True, samples=self.given)
+
+    def start(self):
+        self._thread.start()
+
+    def settled(self, timeout):
+        return True
+
+    def wait_ready(self, timeout=None):
+        pass
+
+    @property
+    def running(self):
+        return self._thread.is_alive()
+
+    def stop(self, timeout=900):  # as the real one: waits until everything is detached
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+class Lots:
+    """A batch of samples (stand-ins: the scripts here only count them)."""
+
+    def __len__(self):
+        return 6
+
+    def samples(self):
+        return list(range(6))
+
+
+@pytest.fixture(autouse=True)
+def small_buffer(monkeypatch):
+    """Room for fewer than two batches: the collector soon waits for room."""
+    monkeypatch.setattr(headless, "SampleBuffer", functools.partial(SampleBuffer, capacity=10))
+
+
+def args(**kw):
+    base = dict(verbose=False, output="aggregate", output_tuple=False, split_on_free=False,
+                drops_only=False, write_pcap=None, no_drop=False, demo=False,
+                no_set_rlimit=True)
+    return argparse.Namespace(**(base | kw))
+
+
+class Extension:
+    def __init__(self, decorate):
+        self.decorate = decorate
+
+
+@pytest.fixture
+def fake_collector(monkeypatch, tmp_path):
+    FakeCollector.made = []
+    monkeypatch.setattr(headless, "Collector", FakeCollector)
+    out = open(tmp_path / "stdout", "w")
+    monkeypatch.setattr(sys, "stdout", out)
+    yield FakeCollector
+    for c in FakeCollector.made:  # never leave one running
+        c._stop.set()
+    out.close()
+
+
+def test_a_failing_consumer_does_not_leave_a_no_drop_collector_waiting(fake_collector,
+                                                                      monkeypatch):
+    monkeypatch.setattr(fake_collector, "make_batch", staticmethod(Lots))
+
+    def dump(samples):
+        raise IpftError("dump() failed")  # as a Lua error does
+
+    started = time.monotonic()
+    with pytest.raises(IpftError, match="dump"):
+        headless._trace(TraceSettings(mark=1), args(no_drop=True), None, None, Extension(dump))
+    c = fake_collector.made[0]
+    c._thread.join(BOUND)
+    assert not c.running  # it got out of put() and stopped: probes detached
+    assert time.monotonic() - started < BOUND
+
+
+def test_a_second_signal_cuts_a_no_drop_backlog_short(fake_collector, monkeypatch):
+    monkeypatch.setattr(fake_collector, "make_batch", staticmethod(Lots))
+    calls = []
+
+    def slow_script(samples):  # a signal at each of the first two calls
+        calls.append(len(samples))
+        if len(calls) <= 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return []  # nothing for the output to show
+
+    said = []
+    monkeypatch.setattr(headless, "err", said.append)
+    previous = signal.getsignal(signal.SIGINT)
+    code = headless._trace(TraceSettings(mark=1), args(no_drop=True), None, None,
+                           Extension(slow_script))
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers given back
+    c = fake_collector.made[0]
+    assert code == 0 and not c.running and c.hurry
+    assert len(calls) == 2  # nothing consumed after the second signal
+    dropped = int("".join(said).split("Dropped ")[1].split()[0])
+    assert dropped > 0 and sum(calls) + dropped == c.given  # every sample accounted for
+
+
+def test_an_error_before_any_signal_still_bounds_the_wait_for_stdout(fake_collector,
+                                                                     monkeypatch):
+    """The collector thread is stuck writing to a full pipe nobody reads; the trace
+    ends on an error (the demo's set-up) without a signal: the exit takes no longer
+    than the flush grace."""
+    event = EventLayout()
+    record = struct.Struct(event.record_format)
+    raw = (struct.pack("<II", record.size - 8, 0) + bytes(record.size - 8)) * 100
+    layout = RecordLayout(["f"], {}, event)
+    monkeypatch.setattr(fake_collector, "make_batch",
+                        staticmethod(lambda: RecordBatch.from_raw(raw, layout)))
+    monkeypatch.setattr(fake_collector, "produce", 1)
+    monkeypatch.setattr(headless, "FLUSH_GRACE", 0.5)
+
+    class NoDemo:
+        def __init__(self, mark):
+            pass
+
+        def __enter__(self):
+            raise IpftError("demo set-up failed")
+
+    monkeypatch.setattr(headless, "DemoTraffic", NoDemo)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        while True:  # fill the pipe
+            os.write(write_fd, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_fd, True)
+    stdout = os.fdopen(write_fd, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    reader = open(read_fd, "rb")
+    # If the stop waits for the writer, closing the reader (EPIPE) ends it after BOUND.
+    unblock = threading.Timer(BOUND, reader.close)
+    unblock.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(IpftError, match="demo"):
+            headless._trace(TraceSettings(mark=1), args(output="json", demo=True), None,
+                            None, None)
+        took = time.monotonic() - started
+    finally:
+        unblock.cancel()
+        reader.close()
+        stdout.close()
+    assert not fake_collector.made[0].running
+    assert took < BOUND / 2, f"the stop waited {took:.1f} s for a stdout nobody reads"
+
