@@ -13,6 +13,7 @@ import struct
 import pytest
 
 from ipft_tui.tracing.event import IPFT_PAGE_SIZE, IPFT_RESCUE_PAGES, EventLayout
+from tests.test_trace_real import flood_udp
 
 MARK = 0x5709
 PAGES = 256  # 1 MiB: several reads' worth of records (a read takes 4096)
@@ -24,12 +25,7 @@ def test_a_stop_reads_full_ring_buffers_to_their_end(veth, trace_process, nothin
     tp.wait_ready()
     os.kill(tp.proc.pid, signal.SIGSTOP)
     try:
-        code = ("import socket\n"
-                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {MARK})\n"
-                "for _ in range(50000):\n"
-                f"    s.sendto(b'x', ('{veth.a_addr}', 9))\n")
-        veth.exec(veth.ns_a, "python3", "-c", code)
+        flood_udp(veth, 9, MARK, 50000)
         os.kill(tp.proc.pid, signal.SIGINT)  # pending until it runs again
     finally:
         os.kill(tp.proc.pid, signal.SIGCONT)

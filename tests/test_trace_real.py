@@ -47,6 +47,16 @@ def local_udp(veth, port: int, mark: int, count: int = 1) -> None:
     veth.exec(veth.ns_a, sys.executable, "-c", code)
 
 
+def flood_udp(veth, port: int, mark: int, count: int) -> None:
+    """`count` marked 1-byte datagrams to A's own address, as fast as one process can."""
+    code = ("import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {mark})\n"
+            f"for _ in range({count}):\n"
+            f"    s.sendto(b'x', ('{veth.a_addr}', {port}))\n")
+    veth.exec(veth.ns_a, sys.executable, "-c", code)
+
+
 def test_json_journeys_of_marked_traffic(veth, trace_process, nothing_left_behind):
     # The kernel clears the mark when a packet crosses into B; B marks it again.
     veth.mark_incoming(MARK, "-p", "udp", "--dport", str(UDP_PORT))
