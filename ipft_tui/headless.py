@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from .batching import SampleBuffer
 from .collector import STOP_DRAIN_LIMIT, Collector, Status, choose_backend, program_for
@@ -219,8 +220,10 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     stopping_after: list[int] = []  # how many signals came before the stop began
 
     def on_signal(signum, _frame) -> None:
+        # Only note it: a signal handler runs between two bytecodes of the main thread,
+        # which may hold a lock this would take (stop.set() here deadlocked, rarely, when
+        # it landed inside the main thread's own stop.wait(): a CI run hung that way).
         signals.append(signum)
-        stop.set()
         if stopping_after and len(signals) > stopping_after[0]:
             collector.hurry = True  # a signal while stopping: leave what is still buffered
 
@@ -235,9 +238,9 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     try:
         collector.start()
         # Wait in small steps so Ctrl-C during attach stops cleanly.
-        while collector.running and not collector.settled(0.1) and not stop.is_set():
+        while collector.running and not collector.settled(0.1) and not signals:
             pass
-        if stop.is_set():
+        if signals:
             return 130
         collector.wait_ready(0)
         err("\n")
@@ -258,10 +261,11 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
                     f"{', '.join(demo.removed_leftovers)}\n")
             err(f"Demo traffic marked 0x{settings.mark:x} in namespaces "
                 f"{demo.pair.ns_a} and {demo.pair.ns_b}\n")
-        while not stop.wait(0.05):
+        while not signals:
             consume()
             if not collector.running or stdout.error is not None:
                 break
+            time.sleep(0.05)
         ran_to_the_stop = True
     finally:
         # From here on, however the trace ends, a reader that does not read holds the

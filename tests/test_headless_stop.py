@@ -21,6 +21,7 @@ from ipft_tui.errors import IpftError
 from ipft_tui.settings import TraceSettings
 from ipft_tui.tracing.decode import RecordBatch, RecordLayout
 from ipft_tui.tracing.event import EventLayout
+from ipft_tui.tui import run
 
 BOUND = 20  # s any of these may take before it counts as hung
 
@@ -208,3 +209,55 @@ def test_an_error_before_any_signal_still_bounds_the_wait_for_stdout(fake_collec
     assert not fake_collector.made[0].running
     assert took < BOUND / 2, f"the stop waited {took:.1f} s for a stdout nobody reads"
 
+
+
+def calls_made_by(handler, signum) -> list[str]:
+    """Every Python function and builtin `handler(signum, None)` calls, by name."""
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            calls.append(f"{frame.f_code.co_filename}:{frame.f_code.co_qualname}")
+        elif event == "c_call":
+            owner = getattr(arg, "__self__", None)
+            calls.append(f"{type(owner).__name__}.{arg.__name__}")
+    sys.setprofile(profile)
+    try:
+        handler(signum, None)
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def takes_a_lock(calls: list[str]) -> list[str]:
+    """The calls that take a lock or go through threading (whose locks the main thread,
+    interrupted by the signal, may hold: then the handler waits forever)."""
+    return [c for c in calls if "lock." in c.lower() or "threading.py" in c]
+
+
+def test_the_headless_signal_handler_takes_no_lock(fake_collector, monkeypatch):
+    """A signal lands between two bytecodes of the main thread, possibly inside its
+    own wait on an Event: a handler that sets that Event waits for a lock its own
+    thread holds (a CI run hung so). The handler only notes the signal."""
+    seen = {}
+    original_start = fake_collector.start
+
+    def start(self):
+        handler = signal.getsignal(signal.SIGTERM)
+        seen["calls"] = calls_made_by(handler, signal.SIGTERM)
+        original_start(self)
+
+    monkeypatch.setattr(fake_collector, "make_batch", staticmethod(Lots))
+    monkeypatch.setattr(fake_collector, "start", start)
+    code = headless._trace(TraceSettings(mark=1), args(), None, None, None)
+    assert seen["calls"] is not None and takes_a_lock(seen["calls"]) == []
+    assert code == 130  # the noted signal ended the trace before it was ready
+
+
+def test_the_tui_signal_handler_takes_no_lock_and_starts_no_thread():
+    shutdown = run.Shutdown()  # not installed: no watchdog that would end this process
+    before = threading.active_count()
+    calls = calls_made_by(shutdown._on_signal, signal.SIGHUP)
+    assert takes_a_lock(calls) == [] and threading.active_count() == before
+    assert shutdown.signum == signal.SIGHUP
+    assert os.read(shutdown._wake_read, 1) == b"\0"  # what wakes the watchdog

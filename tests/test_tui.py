@@ -56,6 +56,19 @@ async def test_selecting_a_packet_shows_its_journey_and_details():
         assert f"timestamp    {packet.samples[1].timestamp} ns" in detail
 
 
+async def test_a_highlight_after_the_detail_text_is_removed_changes_nothing():
+    """At exit Textual removes the pane's children while highlights may still be
+    queued (a CI run failed so): showing a sample then must not raise."""
+    app = replay_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.query_one("#detail").remove()
+        await pilot.press("down")
+        app._show_detail()
+        await pilot.pause()
+        assert not app.query("#detail")
+
+
 async def test_function_graph_expand_collapse_and_depth():
     app = replay_app("graph.jsonl")
     async with app.run_test(size=SIZE) as pilot:

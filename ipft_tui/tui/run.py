@@ -41,9 +41,13 @@ class Shutdown:
     """Ends the process within seconds of a signal, whatever the terminal does.
 
     On a signal, a watchdog thread runs the cleanups (stop the collector, remove
-    the demo: nothing there touches the terminal), asks the app to exit, and
-    force-exits if the app has not returned after EXIT_GRACE. Cleanups run once,
-    from the watchdog or from the normal exit path, whichever comes first."""
+    the demo: nothing there touches the terminal), and force-exits if the app has
+    not returned after EXIT_GRACE; the app is asked to exit. Cleanups run once,
+    from the watchdog or from the normal exit path, whichever comes first.
+
+    The handler takes no lock and starts no thread (it runs between two bytecodes
+    of the main thread, which may hold the lock it would need): it writes a byte
+    to a pipe that the watchdog, started beforehand, waits on."""
 
     def __init__(self) -> None:
         self._cleanups: list[Callable[[], None]] = []
@@ -51,6 +55,7 @@ class Shutdown:
         self._cleaned = False
         self.signum: int | None = None
         self.app: IpftApp | None = None
+        self._wake_read, self._wake_write = os.pipe()
 
     def add(self, cleanup: Callable[[], None]) -> None:
         self._cleanups.append(cleanup)
@@ -67,6 +72,7 @@ class Shutdown:
                     print(f"ipft-tui: cleanup failed: {exc}", file=sys.stderr)
 
     def install(self) -> None:
+        threading.Thread(target=self._watchdog, name="ipft-shutdown", daemon=True).start()
         for sig in SIGNALS:
             signal.signal(sig, self._on_signal)
 
@@ -74,7 +80,7 @@ class Shutdown:
         if self.signum is not None:
             return  # the watchdog is already on it
         self.signum = signum
-        threading.Thread(target=self._watchdog, name="ipft-shutdown", daemon=True).start()
+        os.write(self._wake_write, b"\0")
         try:  # a signal handler runs in the main thread: the app's loop, if still running
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -83,6 +89,7 @@ class Shutdown:
             loop.call_soon_threadsafe(self.app.exit)
 
     def _watchdog(self) -> None:
+        os.read(self._wake_read, 1)
         self.cleanup()
         threading.Event().wait(EXIT_GRACE)
         os._exit(self.exit_code)

@@ -296,8 +296,14 @@ class DetailPane(VerticalScroll, can_focus=True):
     BINDINGS = bindings("detail")
     hex_view = False  # the packet's bytes as hex/ASCII instead of decoded headers
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Held, not queried: a highlight can arrive before the pane's children are
+        # mounted or after they are removed at exit (a query then finds nothing).
+        self._body = Static(Text("no packet selected", style="dim"), id="detail")
+
     def compose(self):
-        yield Static(Text("no packet selected", style="dim"), id="detail")
+        yield self._body
 
     def show(self, data, origin: int, trace_origin: int = 0, packet: Packet | None = None) -> None:
         """`origin`: the packet's first sample (the tree's times); `trace_origin`: the
@@ -350,7 +356,7 @@ class DetailPane(VerticalScroll, can_focus=True):
             text.append_text(packet_text(sample, previous_capture(packet, sample), self.hex_view))
         if not samples:
             text.append("no packet selected", style="dim")
-        self.query_one("#detail", Static).update(text)
+        self._body.update(text)
         self.scroll_home(animate=False)
 
 
