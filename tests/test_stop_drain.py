@@ -122,3 +122,10 @@ def test_what_a_stop_leaves_unread_is_counted_as_lost(monkeypatch, how):
     assert 0 < c.status.samples <= 2 * READ_LIMIT  # a read or two, then it gave up
     assert c.status.unread == c.status.lost == count - c.status.samples
     assert len(notices) == 1 and f"{c.status.unread} samples" in notices[0]
+
+
+def test_the_collector_reads_at_once_while_samples_come_and_less_often_when_idle():
+    c = collector_module
+    assert c.poll_timeout(5, 0.0) == 0.0
+    assert c.poll_timeout(0, 0.0) == c.poll_timeout(0, c.IDLE_AFTER / 2) == c.POLL_INTERVAL
+    assert c.poll_timeout(0, c.IDLE_AFTER) == c.IDLE_POLL_INTERVAL > c.POLL_INTERVAL
