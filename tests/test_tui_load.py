@@ -155,6 +155,14 @@ ODD_LINES = [
     '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false}\u2028',
     '[1, 2]',
     '{"packet_id":"0x1","timestamp":NaN,"processor_id":0,"function":"f","is_return":false}',
+    # what orjson refuses and json takes: a lone surrogate, an integer beyond 64 bits
+    '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f\\ud800","is_return":false}',
+    '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false,'
+    '"ifindex":1,"ifname":"a","netns":340282366920938463463374607431768211456,"len":1,'
+    '"l3_proto":1,"l4_proto":1,"saddr":"","daddr":"","sport":1,"dport":1,"icmp_type":0}',
+    # a key twice: both take the last
+    '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false,'
+    '"function":"g"}',
 ]
 
 

@@ -10,8 +10,10 @@ import json
 import os
 import stat
 import threading
-from operator import itemgetter
 from dataclasses import replace
+from operator import itemgetter
+
+import orjson
 
 from ..batching import SampleBuffer
 from ..collector import Collector, Status
@@ -506,11 +508,10 @@ class _FastParser:
     def __call__(self, raw: bytes) -> Sample | None:
         """The line's Sample, or None when the strict path must read it."""
         try:
-            text = raw.decode()
-            obj, end = _raw_decode(text)
-        except (ValueError, RecursionError):
-            return None
-        if end != len(text) and text[end:].strip(" \t\n\r"):  # JSON's whitespace only
+            # orjson: a third of json's time per line, and stricter (a lone surrogate,
+            # NaN or an integer beyond 64 bits goes to the strict path, which says why).
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return None
         if type(obj) is not dict or not obj.keys() <= _FAST_KEYS or not obj.keys() >= _BASE_KEYS:
             return None
@@ -584,7 +585,6 @@ _META_ORDER = ("ifindex", "ifname", "netns", "len", "l3_proto", "l4_proto", "sad
                "sport", "dport", "icmp_type")
 _meta_values = itemgetter(*_META_ORDER)
 _META_TYPES = tuple(str if k in _TEXT_KEYS else int for k in _META_ORDER)
-_raw_decode = json.JSONDecoder().raw_decode
 
 
 def _bounded_lines(f):
