@@ -668,7 +668,13 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
     if (!cfg)
         return 0;
     u32 flags = ipft_probe_flags(probe_id);
-    u64 packet_id = ipft_journey(cfg, skb, &flags, 1);
+    /* A silent probe (a free point the user did not select, attached while skbs are
+     * followed) only ends followed skbs: else the next packet at a recycled address
+     * would continue a journey that ended unseen. */
+    int silent = flags & IPFT_PROBE_SILENT;
+    u64 packet_id = ipft_journey(cfg, skb, &flags, !silent);
+    if (silent)
+        packet_id = 0;
     if (packet_id)
         ipft_emit(ctx, skb, packet_id, probe_id, 0, reason, flags);
     /* A return probe fires for every call, marked or not: every call is pushed

@@ -29,8 +29,8 @@ from .settings import FILTER_HINT, TraceSettings, filter_label, select
 from .tracing import backends
 from .tracing.decode import RecordBatch, RecordLayout
 from .tracing.event import (IPFT_LOST_SLOT, IPFT_PAGE_SIZE, IPFT_PROBE_FREES_DATA,
-                            IPFT_PROBE_FREES_SKB, IPFT_PROBE_STACK, IPFT_RESCUE_PAGES,
-                            IPFT_RESCUED_SLOT)
+                            IPFT_PROBE_FREES_SKB, IPFT_PROBE_SILENT, IPFT_PROBE_STACK,
+                            IPFT_RESCUE_PAGES, IPFT_RESCUED_SLOT)
 from .tracing.program import ProgramSpec, compile_program
 from .tracing.misses import InfoLayout, MissCounter
 from .tracing.ringbuf import RingBufReader, unpack_records
@@ -173,6 +173,8 @@ class Collector:
         self._rescue_reader = None
         self._pending: list[tuple] = []  # perf buffer callbacks collect records here
         self._probe_flags: dict[int, int] = {}  # as written to the probe_flags map
+        self._stack_set: set[int] = set()  # probes that report their kernel stack
+        self._silent: set[int] = set()  # free points attached only to end followed skbs
         self._symbolizer: Symbolizer | None = None
         self._stacks_asked = False  # records carry stack ids only once a regex was given
         self._misses: MissCounter | None = None
@@ -280,7 +282,7 @@ class Collector:
                              stack_regex=s.stack_regex, total=len(self.backend.candidates),
                              expression=s.expression, netns=s.netns, ifname=s.ifname)
         self._attach_set(set(selected))
-        if not self.backend.attached:
+        if not self.selected_probes():
             raise IpftError(f"no probe could be attached ({self.status.failed} failed)")
         self._write_config()
         self.status = replace(self.status, ready=True)
@@ -323,13 +325,15 @@ class Collector:
 
     def _write_probe_flags(self, stack_probes: set[int]) -> None:
         """What BPF needs to know per probe: where skbs are freed (to stop following
-        them), and which probes report their kernel stack."""
+        them), which probes report their kernel stack, which report nothing."""
         table = self._bpf[b"probe_flags"]
         if len(self.backend.candidates) > table.max_entries:
             raise IpftError(f"{len(self.backend.candidates)} probes: more than the "
                             f"{table.max_entries} the probe_flags map holds")
+        self._stack_set = stack_probes
         for probe_id, name in enumerate(self.candidate_names()):
-            flags = FREE_FLAGS.get(name, 0) | (IPFT_PROBE_STACK if probe_id in stack_probes else 0)
+            flags = (FREE_FLAGS.get(name, 0) | (IPFT_PROBE_STACK if probe_id in stack_probes else 0)
+                     | (IPFT_PROBE_SILENT if probe_id in self._silent else 0))
             if flags or self._probe_flags.get(probe_id):
                 table[ctypes.c_int(probe_id)] = ctypes.c_uint32(flags)
             self._probe_flags[probe_id] = flags
@@ -351,21 +355,40 @@ class Collector:
             except KeyError:
                 frames[stack_id] = ("[stack not in the map]",)
 
+    def _silent_frees(self, wanted: set[int]) -> set[int]:
+        """The free points not in `wanted`, while skbs are followed: attached silently,
+        since a followed skb freed unseen would leave its address followed, and the
+        next packet there (any packet) would be reported as that journey."""
+        if not (self._layout.event.track_skb and self.settings.follows_skbs):
+            return set()
+        return {probe_id for probe_id, name in enumerate(self.candidate_names())
+                if name in FREE_FLAGS} - wanted
+
+    def selected_probes(self) -> set[int]:
+        """What is attached for the user (not the silent free points)."""
+        return self.backend.attached - self._silent
+
     def _attach_set(self, wanted: set[int]) -> None:
-        """Make the attached set exactly `wanted` (return probes too, for function_graph)."""
+        """Make the attached set exactly `wanted` (return probes too, for function_graph),
+        and the silent free points while skbs are followed."""
+        silent = self._silent_frees(wanted)
+        if silent != self._silent:  # flags first: a silent probe never reports a sample
+            self._silent = silent
+            self._write_probe_flags(self._stack_set)
         filtered = len(self.backend.candidates) - len(wanted)
-        todo = len(wanted - self.backend.attached)
+        todo = len((wanted | silent) - self.backend.attached)
         self.status = replace(self.status, attaching=True, attach_done=0, attach_todo=todo,
                               filtered=filtered)
 
         def progress(done: int, total: int) -> None:
-            self.status = replace(self.status, attached=len(self.backend.attached),
+            self.status = replace(self.status, attached=len(self.selected_probes()),
                                   attach_done=done, attach_todo=total)
             self._on_progress(self.status)
 
-        failed = self.backend.sync(self._bpf, wanted, self.settings.tracer == "function_graph",
-                                   progress, self._on_notice)
-        self.status = replace(self.status, attached=len(self.backend.attached), failed=failed,
+        failed = self.backend.sync(self._bpf, wanted | silent,
+                                   self.settings.tracer == "function_graph", progress,
+                                   self._on_notice)
+        self.status = replace(self.status, attached=len(self.selected_probes()), failed=failed,
                               attaching=False)
 
     def _loop(self) -> None:
@@ -464,6 +487,7 @@ class Collector:
                 if s.follows_skbs and not was_following:
                     self._forget_followed()
                 self._write_config()
+                self._watch_frees()
                 self.status = replace(self.status, mark=mark, mask=mask,
                                       expression=s.expression, netns=netns, ifname=ifname,
                                       track_skb=s.follows_skbs,
@@ -473,12 +497,12 @@ class Collector:
                 # calls that never report a return would fill the call stacks.
                 self.settings.tracer = arg
                 if arg == "function_graph":
-                    self._attach_set(self.backend.attached)
+                    self._attach_set(self.selected_probes())
                     self._bpf[b"calls"].clear()  # calls left from an earlier graph run
                     self._write_config()
                 else:
                     self._write_config()
-                    self._attach_set(self.backend.attached)
+                    self._attach_set(self.selected_probes())
                 self.status = replace(self.status, tracer=arg)
             elif command == "track_skb":
                 self._require_compiled(self._layout.event.track_skb, "skb following")
@@ -486,6 +510,7 @@ class Collector:
                     self._forget_followed()
                 self.settings.track_skb = arg
                 self._write_config()
+                self._watch_frees()
                 self.status = replace(self.status, track_skb=self.settings.follows_skbs)
             elif command == "stack_regex":
                 self._require_compiled(self._layout.event.stacks, "stack traces")
@@ -500,6 +525,11 @@ class Collector:
             self._on_progress(self.status)
         except IpftError as exc:
             self._on_notice(str(exc))
+
+    def _watch_frees(self) -> None:
+        """Following turned on or off: the silent free points with it."""
+        if self._silent_frees(self.selected_probes()) != self._silent:
+            self._attach_set(self.selected_probes())
 
     def _forget_followed(self) -> None:
         """Frees were not watched while following was off: start from empty maps."""

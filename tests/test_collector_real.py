@@ -147,6 +147,44 @@ def test_live_skb_following_and_stack_regex(veth, nothing_left_behind):
     assert ipft_bpf_objects_settled() == []
 
 
+def test_free_points_are_watched_silently_while_skbs_are_followed(veth, nothing_left_behind):
+    """The regex leaves the frees out: attached anyway while following is on (not
+    counted as attached, reporting nothing), detached when it goes off."""
+    got = Gathered()
+    notices = []
+    collector = Collector(TraceSettings(mark=0x444, regex="^net_dev_queue$", live_switches=True),
+                          got, on_notice=notices.append)
+    collector.start()
+    try:
+        collector.wait_ready(60)
+        links = lambda: len([o for o in ipft_bpf_objects() if o.startswith("link")])  # noqa: E731
+        assert collector.status.attached == 1 and links() == 1  # not following yet
+
+        collector.set_track_skb(True)
+        assert wait_for(lambda: links() == 3)  # + kfree_skb, consume_skb
+        assert collector.status.attached == 1
+        start = now_ns()
+        veth.send_udp(7777, mark=0x444)  # dropped in B (no socket): kfree_skb ran
+        assert wait_for(lambda: got.since(start))
+        time.sleep(0.2)
+        assert {s.function for s in got.since(start)} == {"net_dev_queue"}
+
+        collector.set_regex("^(net_dev_queue|kfree_skb)$")  # now selected: it reports
+        assert wait_for(lambda: collector.status.attached == 2)
+        assert links() == 3
+        start = now_ns()
+        veth.send_udp(7777, mark=0x444)
+        assert wait_for(lambda: any(s.function == "kfree_skb" for s in got.since(start)))
+
+        collector.set_track_skb(False)
+        assert wait_for(lambda: links() == 2)  # consume_skb went
+        assert collector.status.attached == 2
+    finally:
+        collector.stop()
+    assert collector.error is None, notices
+    assert ipft_bpf_objects_settled() == []
+
+
 def test_samples_the_ring_buffer_refuses_go_to_the_rescue_buffer(veth, nothing_left_behind):
     """A one-page ring buffer and a stalled consumer: the main buffer fills up, the
     rescue buffer takes the rest, nothing is lost and every sample arrives."""

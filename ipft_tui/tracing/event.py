@@ -42,6 +42,7 @@ IPFT_PATCH_ME = 0x1FF7C0DE5EED0000
 IPFT_PROBE_FREES_SKB = 1  # the skb's life ends here, unless another user holds it
 IPFT_PROBE_FREES_DATA = 2  # and its data buffer, unless a clone shares it
 IPFT_PROBE_STACK = 4  # report the kernel stack
+IPFT_PROBE_SILENT = 8  # attached only to see followed skbs freed: reports nothing
 # Not from the loader: set by ipft_journey() for the event.
 IPFT_FOLLOWED = 1 << 16  # the skb was looked up in the followed skbs
 IPFT_JOURNEY_END = 1 << 17  # this free ended the journey

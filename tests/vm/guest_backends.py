@@ -530,7 +530,7 @@ def check_list_is_what_the_run_tried(collector: Collector, backend: str, notices
     listed = [r[0].strip() for r in rows]
     status = collector.status
     names = collector.candidate_names()
-    attached = {names[i] for i in collector.backend.attached}
+    attached = {names[i] for i in collector.selected_probes()}
     result["list"] = {"listed": len(listed), "modules": sorted({r[1].strip() for r in rows} - {"vmlinux"})}
     assert len(listed) == len(set(listed)) == status.total - status.filtered
     assert attached <= set(listed) and status.attached + status.failed == len(listed)

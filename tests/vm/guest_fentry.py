@@ -60,7 +60,7 @@ def test_ftrace_traces_module_functions_and_late_skb_arguments():
         try:
             collector.wait_ready(600)
             status = collector.status
-            attached = {collector.candidate_names()[i] for i in collector.backend.attached}
+            attached = {collector.candidate_names()[i] for i in collector.selected_probes()}
             assert status.failed == 0, notices[:5]
             assert attached == set(rows), (attached, notices[:5])
             # The ping is marked in A, where it leaves through veth_xmit; the datagram in
