@@ -196,3 +196,21 @@ def test_a_cached_meta_is_not_reused_for_a_line_with_other_types():
     assert fast((line % "1").encode()).meta.ifindex == 1
     assert fast((line % "true").encode()) is None  # strict: "ifindex is not ..."
     assert strict((line % "true").encode()) is None
+
+
+async def test_an_idle_screen_ticks_slowly_and_wakes_for_the_next_sample(monkeypatch):
+    monkeypatch.setattr(app_module, "IDLE_AFTER", 0.2)
+    app, source = recorder_app(follow=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.store.samples == source.status.samples)
+        await until(pilot, lambda: app._idling)
+        ticks = []
+        pace = app._pace  # called once at the end of every tick
+        monkeypatch.setattr(app, "_pace", lambda busy: (ticks.append(busy), pace(busy)))
+        await pilot.pause(1.0)
+        # Every IDLE_INTERVAL (4 a second), not every DRAIN_INTERVAL (20).
+        assert 1 <= len(ticks) <= 1.0 / app_module.IDLE_INTERVAL + 2
+        before = app.store.samples
+        app.buffer.put(flood(4, start=3 * 10**12))
+        await until(pilot, lambda: app.store.samples == before + 4, timeout=2.0)
+        assert not app._idling  # back to ticking every DRAIN_INTERVAL

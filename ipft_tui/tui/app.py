@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import Footer, Header, ProgressBar, Tree
 
 from ..batching import SampleBuffer
@@ -30,6 +31,10 @@ from .waterfall import WaterfallScreen
 from .widgets import DetailPane, JourneyTree, StatusBar, status_items, where_text
 
 DRAIN_INTERVAL = 0.05  # s: how often samples move from the collector's buffer to the screen
+# After IDLE_AFTER with nothing new, tick every IDLE_INTERVAL instead: an idle TUI costs
+# next to nothing, and the first new sample is on screen within a quarter second.
+IDLE_INTERVAL = 0.25  # s
+IDLE_AFTER = 1.0  # s
 APPLY_BUDGET = 0.035  # s of sample handling per tick at most: input stays responsive
 APPLY_CHUNK = 4_000  # samples handled at a time within that budget
 # Live, the list stays within about this long of now: when more waits than the UI can
@@ -128,7 +133,9 @@ class IpftApp(App):
             self.push_screen(FilterDialog(self._packet_filters()), self._first_mark)
         else:
             self.source.start()
-        self.set_interval(DRAIN_INTERVAL, self.tick)
+        self._drain_timer = self.set_interval(DRAIN_INTERVAL, self.tick)
+        self._idle_timer = self.set_interval(IDLE_INTERVAL, self.tick, pause=True)
+        self._busy_at = time.monotonic()
         self.packet_table.focus()
         self.tick()
 
@@ -200,6 +207,25 @@ class IpftApp(App):
             self.notify(str(self.source.error), severity="error", timeout=30)
         if not held:
             self._update_status()
+        self._pace(busy=bool(handled or len(self.buffer) or self._unshown or self._journey_stale
+                             or getattr(self.source, "loading", False)))
+
+    _idling = False
+    _drain_timer: Timer | None = None  # from on_mount
+    _idle_timer: Timer | None = None
+
+    def _pace(self, busy: bool) -> None:
+        """Tick every DRAIN_INTERVAL while samples come, every IDLE_INTERVAL after
+        IDLE_AFTER without any."""
+        now = time.monotonic()
+        if busy:
+            self._busy_at = now
+        idle = now - self._busy_at >= IDLE_AFTER
+        if idle != self._idling and self._drain_timer is not None:
+            self._idling = idle
+            slow, fast = self._idle_timer, self._drain_timer
+            (fast.pause if idle else fast.resume)()
+            (slow.resume if idle else slow.pause)()
 
     def _count_handled(self, handled: int, took: float) -> None:
         """How many samples a second the ticks can handle: per second spent handling them,
