@@ -176,7 +176,11 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     if sys.stdout is None:
         raise IpftError("stdout is closed: nowhere to write the trace")
     sys.stdout.flush()
-    stdout = GuardedStdout(sys.stdout.fileno(), stop, grace=FLUSH_GRACE)
+    signals: list[int] = []  # appended by the handler (no lock in a signal handler)
+    # The grace for a reader that does not read starts at the stop or at a signal (the
+    # thread writing may be this one, which then never gets back to look at `signals`).
+    stdout = GuardedStdout(sys.stdout.fileno(), lambda: stop.is_set() or bool(signals),
+                           grace=FLUSH_GRACE)
     if args.output == "json":
         output = JsonOutput(stdout, with_tuple=args.output_tuple)
     elif args.output in ("paths", "paths-json"):
@@ -216,7 +220,6 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         if buffer is not None:
             write(buffer.drain_batches(limit))
 
-    signals: list[int] = []  # appended by the handler (no lock in a signal handler)
     stopping_after: list[int] = []  # how many signals came before the stop began
 
     def on_signal(signum, _frame) -> None:

@@ -261,3 +261,47 @@ def test_the_tui_signal_handler_takes_no_lock_and_starts_no_thread():
     assert takes_a_lock(calls) == [] and threading.active_count() == before
     assert shutdown.signum == signal.SIGHUP
     assert os.read(shutdown._wake_read, 1) == b"\0"  # what wakes the watchdog
+
+
+def test_a_signal_ends_a_trace_whose_own_thread_waits_on_a_stdout_nobody_reads(fake_collector,
+                                                                               monkeypatch):
+    """With an extension this thread writes the output: stuck on a full pipe, it must
+    still see the signal (the grace starts there) and stop within the flush grace."""
+    event = EventLayout()
+    record = struct.Struct(event.record_format)
+    raw = (struct.pack("<II", record.size - 8, 0) + bytes(record.size - 8)) * 3
+    layout = RecordLayout(["f"], {}, event)
+    monkeypatch.setattr(fake_collector, "make_batch",
+                        staticmethod(lambda: RecordBatch.from_raw(raw, layout)))
+    monkeypatch.setattr(headless, "FLUSH_GRACE", 0.5)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        while True:  # fill the pipe
+            os.write(write_fd, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_fd, True)
+    stdout = os.fdopen(write_fd, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    reader = open(read_fd, "rb")
+    # If the signal is not seen, closing the reader (EPIPE) ends it after BOUND.
+    unblock = threading.Timer(BOUND, reader.close)
+    unblock.start()
+    interrupt = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    said = []
+    monkeypatch.setattr(headless, "err", said.append)
+    started = time.monotonic()
+    try:
+        headless._trace(TraceSettings(mark=1), args(output="json", no_drop=True), None, None,
+                        Extension(lambda samples: samples))
+        took = time.monotonic() - started
+    finally:
+        interrupt.cancel()
+        unblock.cancel()
+        reader.close()
+        stdout.close()
+    assert not fake_collector.made[0].running
+    assert took < BOUND / 2, f"the signal was not seen for {took:.1f} s"
+    assert any("not written" in line for line in said), said

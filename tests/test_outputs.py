@@ -198,8 +198,8 @@ def test_guarded_stdout_writes_to_dev_null_in_one_go_and_to_pipes_in_pieces():
     null = os.open(os.devnull, os.O_WRONLY)
     read_end, write_end = os.pipe()
     try:
-        assert not GuardedStdout(null, threading.Event())._may_block
-        assert GuardedStdout(write_end, threading.Event())._may_block
+        assert not GuardedStdout(null, threading.Event().is_set)._may_block
+        assert GuardedStdout(write_end, threading.Event().is_set)._may_block
     finally:
         for fd in (null, read_end, write_end):
             os.close(fd)

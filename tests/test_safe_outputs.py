@@ -13,7 +13,7 @@ from ipft_tui.safefile import create_private
 
 def test_writes_reach_a_pipe():
     r, w = os.pipe()
-    out = GuardedStdout(w, threading.Event())
+    out = GuardedStdout(w, threading.Event().is_set)
     out.write("a\nb\n")
     assert os.read(r, 100) == b"a\nb\n"
     os.close(r)
@@ -23,7 +23,7 @@ def test_writes_reach_a_pipe():
 def test_a_closed_reader_ends_the_output_quietly():
     r, w = os.pipe()
     os.close(r)
-    out = GuardedStdout(w, threading.Event())
+    out = GuardedStdout(w, threading.Event().is_set)
     out.write("one\ntwo\n")
     out.write("three\n")
     assert isinstance(out.error, BrokenPipeError)
@@ -34,7 +34,7 @@ def test_a_closed_reader_ends_the_output_quietly():
 
 def test_a_full_device():
     fd = os.open("/dev/full", os.O_WRONLY)
-    out = GuardedStdout(fd, threading.Event())
+    out = GuardedStdout(fd, threading.Event().is_set)
     out.write("x\n")
     assert out.describe_error() == "cannot write to stdout: No space left on device"
     os.close(fd)
@@ -43,7 +43,7 @@ def test_a_full_device():
 def test_a_reader_that_does_not_read_holds_us_up_only_for_the_grace_after_a_stop():
     r, w = os.pipe()
     stopping = threading.Event()
-    out = GuardedStdout(w, stopping, grace=0.5)
+    out = GuardedStdout(w, stopping.is_set, grace=0.5)
     line = "x" * 99 + "\n"
     threading.Timer(0.3, stopping.set).start()
     started = time.monotonic()

@@ -7,17 +7,17 @@ from __future__ import annotations
 import os
 import select
 import stat
-import threading
 import time
+from collections.abc import Callable
 
 PIPE_BUF = 4096  # a write of at most this much to a pipe select() calls writable does not block
-POLL = 0.1  # s between looks at the stop event while the reader does not read
+POLL = 0.1  # s between looks at `stopping` while the reader does not read
 
 
 class GuardedStdout:
     """A text stream (write/flush) over a file descriptor, for the output classes."""
 
-    def __init__(self, fd: int, stopping: threading.Event, grace: float = 2.0):
+    def __init__(self, fd: int, stopping: Callable[[], bool], grace: float = 2.0):
         self.fd = fd
         self.stopping = stopping
         self.grace = grace
@@ -48,7 +48,7 @@ class GuardedStdout:
         if not self._may_block:
             return True
         while True:
-            if self.stopping.is_set() and self._deadline is None:
+            if self._deadline is None and self.stopping():
                 self._deadline = time.monotonic() + self.grace
             wait = POLL if self._deadline is None else self._deadline - time.monotonic()
             if wait <= 0:
