@@ -548,8 +548,26 @@ static __always_inline void ipft_copied(void *copy, void *original)
         ipft_buffer_added(packet_id);
     }
 }
+
+/* A silent probe: a free point the user did not select, attached while skbs are
+ * followed. A followed skb freed here leaves the followed skbs, and nothing is
+ * reported; else the next packet at its recycled address would continue its journey.
+ * One lookup per free: the filters are not run (nothing is reported either way). */
+static __always_inline void ipft_silent_free(struct ipft_config *cfg, void *skb, u32 flags)
+{
+    u64 addr = (u64)skb, head = 0;
+    if (!cfg->track || !skb || !(flags & IPFT_PROBE_FREES_SKB))
+        return;
+    struct ipft_tracked *known = tracked_skbs.lookup(&addr);
+    if (!known)
+        return;
+    u64 packet_id = known->packet_id;
+    bpf_probe_read_kernel(&head, 8, (char *)skb + IPFT_OFF_sk_buff_head);
+    ipft_untrack(skb, addr, head, flags, packet_id);
+}
 #else
 static __always_inline void ipft_copied(void *copy, void *original) {}
+static __always_inline void ipft_silent_free(struct ipft_config *cfg, void *skb, u32 flags) {}
 #endif
 
 /* The journey id to report this skb under, or 0 to report nothing. */
@@ -668,13 +686,13 @@ static __always_inline int ipft_sample(void *ctx, void *skb, u32 probe, u32 reas
     if (!cfg)
         return 0;
     u32 flags = ipft_probe_flags(probe_id);
-    /* A silent probe (a free point the user did not select, attached while skbs are
-     * followed) only ends followed skbs: else the next packet at a recycled address
-     * would continue a journey that ended unseen. */
-    int silent = flags & IPFT_PROBE_SILENT;
-    u64 packet_id = ipft_journey(cfg, skb, &flags, !silent);
-    if (silent)
-        packet_id = 0;
+    if (flags & IPFT_PROBE_SILENT) {
+        ipft_silent_free(cfg, skb, flags);
+        if ((probe & IPFT_TRACK_CALL) && cfg->graph)
+            ipft_push_call(probe_id, NULL, 0);  /* its return pairs with this entry */
+        return 0;
+    }
+    u64 packet_id = ipft_journey(cfg, skb, &flags, 1);
     if (packet_id)
         ipft_emit(ctx, skb, packet_id, probe_id, 0, reason, flags);
     /* A return probe fires for every call, marked or not: every call is pushed

@@ -44,9 +44,11 @@ FREE_FLAGS = {name: IPFT_PROBE_FREES_SKB | (IPFT_PROBE_FREES_DATA if name != "kf
 POLL_INTERVAL = 0.005  # s between ring buffer reads when it was empty
 # After IDLE_AFTER with nothing read, read less often: an idle trace then costs a
 # fraction of a percent of a core, and the first 25 ms of a flood (about 5 MB of
-# records at the fastest rates measured) still fit a 16 MiB buffer.
+# records at the fastest rates measured) still fit a ring buffer of IDLE_MIN_BUFFER
+# (the default); smaller ones, and perf buffers, are read every POLL_INTERVAL.
 IDLE_POLL_INTERVAL = 0.025  # s
 IDLE_AFTER = 1.0  # s
+IDLE_MIN_BUFFER = 16 << 20  # bytes
 # Records per read: the column formatting of headless JSON is fastest on batches
 # of a few thousand (they stay in the CPU's caches).
 READ_LIMIT = 4096
@@ -174,6 +176,8 @@ class Collector:
         self._pending: list[tuple] = []  # perf buffer callbacks collect records here
         self._probe_flags: dict[int, int] = {}  # as written to the probe_flags map
         self._stack_set: set[int] = set()  # probes that report their kernel stack
+        self._wanted: set[int] = set()  # the probes the user's regex selects
+        self._may_idle = False  # reads less often when idle (IDLE_AFTER)
         self._silent: set[int] = set()  # free points attached only to end followed skbs
         self._symbolizer: Symbolizer | None = None
         self._stacks_asked = False  # records carry stack ids only once a regex was given
@@ -296,8 +300,9 @@ class Collector:
                                     wakeup_events=self.settings.perf_wakeup_events)
         else:
             event = self._layout.event
-            self._reader = RingBufReader(events.map_fd,
-                                         self.settings.ringbuf_pages * IPFT_PAGE_SIZE, event)
+            size = self.settings.ringbuf_pages * IPFT_PAGE_SIZE
+            self._reader = RingBufReader(events.map_fd, size, event)
+            self._may_idle = size >= IDLE_MIN_BUFFER
             self._rescue_reader = RingBufReader(self._bpf[b"rescue"].map_fd,
                                                 IPFT_RESCUE_PAGES * IPFT_PAGE_SIZE, event)
 
@@ -366,15 +371,21 @@ class Collector:
 
     def selected_probes(self) -> set[int]:
         """What is attached for the user (not the silent free points)."""
-        return self.backend.attached - self._silent
+        return self.backend.attached & self._wanted
+
+    def _set_silent(self, silent: set[int]) -> None:
+        if silent != self._silent:
+            self._silent = silent
+            self._write_probe_flags(self._stack_set)
 
     def _attach_set(self, wanted: set[int]) -> None:
         """Make the attached set exactly `wanted` (return probes too, for function_graph),
         and the silent free points while skbs are followed."""
+        self._wanted = wanted
         silent = self._silent_frees(wanted)
-        if silent != self._silent:  # flags first: a silent probe never reports a sample
-            self._silent = silent
-            self._write_probe_flags(self._stack_set)
+        # Silent before the attaching and detaching: a probe that goes silent, or is
+        # being detached as one, never reports a sample; after, only those that stay.
+        self._set_silent(self._silent | silent)
         filtered = len(self.backend.candidates) - len(wanted)
         todo = len((wanted | silent) - self.backend.attached)
         self.status = replace(self.status, attaching=True, attach_done=0, attach_todo=todo,
@@ -385,18 +396,20 @@ class Collector:
                                   attach_done=done, attach_todo=total)
             self._on_progress(self.status)
 
-        failed = self.backend.sync(self._bpf, wanted | silent,
-                                   self.settings.tracer == "function_graph", progress,
-                                   self._on_notice)
-        self.status = replace(self.status, attached=len(self.selected_probes()), failed=failed,
-                              attaching=False)
+        self.backend.sync(self._bpf, wanted | silent, self.settings.tracer == "function_graph",
+                          progress, self._on_notice)
+        self._set_silent(silent)
+        # A silent free point that failed is said in a notice, not counted: the user's
+        # count is of what the regex selects.
+        self.status = replace(self.status, attached=len(self.selected_probes()),
+                              failed=len(wanted - self.backend.attached), attaching=False)
 
     def _loop(self) -> None:
         next_status = next_misses = last_delivery = time.monotonic()
         while True:
             delivered = self._drain()
             now = time.monotonic()
-            if delivered:
+            if delivered or not self._may_idle:
                 last_delivery = now
             try:
                 command, arg = self._commands.get(timeout=poll_timeout(delivered,
@@ -424,7 +437,8 @@ class Collector:
         if misses is not None:
             names = self.candidate_names()
             self.status = replace(self.status, missed=misses.total, missed_by_probe=tuple(
-                (names[probe_id], count) for probe_id, count in misses.by_probe))
+                (names[probe_id], count) for probe_id, count in misses.by_probe
+                if probe_id not in self._silent))  # named: only what the user selected
 
     def _drain_to_the_end(self) -> None:
         """Read what the buffers hold; what a slow consumer (or `hurry`) leaves
@@ -486,8 +500,8 @@ class Collector:
                 s.mark, s.mask, s.netns, s.ifname = mark, mask, netns, ifname
                 if s.follows_skbs and not was_following:
                     self._forget_followed()
-                self._write_config()
                 self._watch_frees()
+                self._write_config()
                 self.status = replace(self.status, mark=mark, mask=mask,
                                       expression=s.expression, netns=netns, ifname=ifname,
                                       track_skb=s.follows_skbs,
@@ -497,20 +511,20 @@ class Collector:
                 # calls that never report a return would fill the call stacks.
                 self.settings.tracer = arg
                 if arg == "function_graph":
-                    self._attach_set(self.selected_probes())
+                    self._attach_set(self._wanted)
                     self._bpf[b"calls"].clear()  # calls left from an earlier graph run
                     self._write_config()
                 else:
                     self._write_config()
-                    self._attach_set(self.selected_probes())
+                    self._attach_set(self._wanted)
                 self.status = replace(self.status, tracer=arg)
             elif command == "track_skb":
                 self._require_compiled(self._layout.event.track_skb, "skb following")
                 if arg and not self.settings.follows_skbs:
                     self._forget_followed()
                 self.settings.track_skb = arg
-                self._write_config()
                 self._watch_frees()
+                self._write_config()
                 self.status = replace(self.status, track_skb=self.settings.follows_skbs)
             elif command == "stack_regex":
                 self._require_compiled(self._layout.event.stacks, "stack traces")
@@ -527,9 +541,10 @@ class Collector:
             self._on_notice(str(exc))
 
     def _watch_frees(self) -> None:
-        """Following turned on or off: the silent free points with it."""
-        if self._silent_frees(self.selected_probes()) != self._silent:
-            self._attach_set(self.selected_probes())
+        """Following turned on or off: the silent free points with it (before the
+        config turns following on, so that no followed skb is freed unseen)."""
+        if self._silent_frees(self._wanted) != self._silent:
+            self._attach_set(self._wanted)
 
     def _forget_followed(self) -> None:
         """Frees were not watched while following was off: start from empty maps."""

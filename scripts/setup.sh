@@ -44,8 +44,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -
   "$venv/bin/pip" install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
   touch "$stamp"
 fi
-"$venv/bin/python" -c "import bcc, textual, lupa, dpkt" || {
-  echo "setup: bcc/textual/lupa/dpkt do not import in $venv" >&2; exit 1; }
+"$venv/bin/python" -c "import bcc, textual, lupa, dpkt, orjson" || {
+  echo "setup: bcc/textual/lupa/dpkt/orjson do not import in $venv" >&2; exit 1; }
 
 # `sudo ipft-tui` from any directory: a launcher on root's PATH that runs this
 # checkout's venv ('make clean' removes it). IPFT_LAUNCHER: another place (tests).

@@ -155,7 +155,7 @@ ODD_LINES = [
     '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false}\u2028',
     '[1, 2]',
     '{"packet_id":"0x1","timestamp":NaN,"processor_id":0,"function":"f","is_return":false}',
-    # what orjson refuses and json takes: a lone surrogate, an integer beyond 64 bits
+    # what orjson refuses (a lone surrogate) or reads as a float (an integer beyond 64 bits)
     '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f\\ud800","is_return":false}',
     '{"packet_id":"0x1","timestamp":1,"processor_id":0,"function":"f","is_return":false,'
     '"ifindex":1,"ifname":"a","netns":340282366920938463463374607431768211456,"len":1,'
@@ -211,6 +211,7 @@ async def test_an_idle_screen_ticks_slowly_and_wakes_for_the_next_sample(monkeyp
         # Every IDLE_INTERVAL (4 a second), not every DRAIN_INTERVAL (20).
         assert 1 <= len(ticks) <= 1.0 / app_module.IDLE_INTERVAL + 2
         before = app.store.samples
+        monkeypatch.setattr(app_module, "IDLE_AFTER", 60.0)  # once awake, it stays so here
         app.buffer.put(flood(4, start=3 * 10**12))
         await until(pilot, lambda: app.store.samples == before + 4, timeout=2.0)
         assert not app._idling  # back to ticking every DRAIN_INTERVAL

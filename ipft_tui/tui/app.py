@@ -208,7 +208,8 @@ class IpftApp(App):
         if not held:
             self._update_status()
         self._pace(busy=bool(handled or len(self.buffer) or self._unshown or self._journey_stale
-                             or getattr(self.source, "loading", False)))
+                             or getattr(self.source, "loading", False)
+                             or self.source.status.attaching))
 
     _idling = False
     _drain_timer: Timer | None = None  # from on_mount

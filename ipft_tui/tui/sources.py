@@ -508,8 +508,9 @@ class _FastParser:
     def __call__(self, raw: bytes) -> Sample | None:
         """The line's Sample, or None when the strict path must read it."""
         try:
-            # orjson: a third of json's time per line, and stricter (a lone surrogate,
-            # NaN or an integer beyond 64 bits goes to the strict path, which says why).
+            # orjson: a third of json's time per line, and stricter (a lone surrogate or
+            # NaN goes to the strict path, which says why; an integer beyond 64 bits comes
+            # as a float, refused by the type checks below).
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
