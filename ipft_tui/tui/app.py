@@ -40,7 +40,7 @@ APPLY_CHUNK = 4_000  # samples handled at a time within that budget
 # Live, the list stays within about this long of now: when more waits than the UI can
 # handle in that time (at the rate it has been handling them), the oldest is shed (and
 # counted on the status bar) instead of showing ever older packets.
-SHED_HORIZON = 0.5  # s
+SHED_HORIZON = 0.25  # s
 FIRST_RATE = 100_000  # samples/s assumed handled before it is measured
 # While following a busy trace the newest packet changes on every tick: its journey and
 # details (a tree rebuilt, a screen laid out again) are redrawn at most this often.
