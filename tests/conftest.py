@@ -42,13 +42,22 @@ def bpf_ready():
         pytest.skip(reason)
 
 
+def bpftool_show(kind: str) -> list[dict]:
+    """`bpftool -j KIND show`; again when an object went away while it listed them
+    (it then fails: the id it was about to open is gone)."""
+    for _ in range(5):
+        proc = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout or "[]")
+        time.sleep(0.05)
+    raise AssertionError(f"bpftool {kind} show failed 5 times: {proc.stderr}")
+
+
 def ipft_bpf_objects() -> list[str]:
     """Our BPF programs still loaded, and links pointing at them (should be none)."""
-    progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
-                                      text=True, check=True).stdout or "[]")
+    progs = bpftool_show("prog")
     ours = {p["id"]: p.get("name", "") for p in progs if p.get("name", "").startswith("ipft")}
-    links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
-                                      text=True, check=True).stdout or "[]")
+    links = bpftool_show("link")
     found = [f"prog {pid} {name}" for pid, name in ours.items()]
     found += [f"link {l['id']} -> prog {l['prog_id']}" for l in links if l.get("prog_id") in ours]
     return found
