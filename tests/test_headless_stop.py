@@ -104,6 +104,30 @@ def args(**kw):
     return argparse.Namespace(**(base | kw))
 
 
+def records_batch(count: int):
+    """A maker of batches of `count` real (zeroed) records, as the collector hands out."""
+    event = EventLayout()
+    record = struct.Struct(event.record_format)
+    raw = (struct.pack("<II", record.size - 8, 0) + bytes(record.size - 8)) * count
+    layout = RecordLayout(["f"], {}, event)
+    return lambda: RecordBatch.from_raw(raw, layout)
+
+
+def full_pipe_as_stdout(monkeypatch):
+    """sys.stdout on a pipe that is full and that nobody reads; and its read end."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        while True:
+            os.write(write_fd, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_fd, True)
+    stdout = os.fdopen(write_fd, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    return stdout, open(read_fd, "rb")
+
+
 class Extension:
     def __init__(self, decorate):
         self.decorate = decorate
@@ -165,12 +189,7 @@ def test_an_error_before_any_signal_still_bounds_the_wait_for_stdout(fake_collec
     """The collector thread is stuck writing to a full pipe nobody reads; the trace
     ends on an error (the demo's set-up) without a signal: the exit takes no longer
     than the flush grace."""
-    event = EventLayout()
-    record = struct.Struct(event.record_format)
-    raw = (struct.pack("<II", record.size - 8, 0) + bytes(record.size - 8)) * 100
-    layout = RecordLayout(["f"], {}, event)
-    monkeypatch.setattr(fake_collector, "make_batch",
-                        staticmethod(lambda: RecordBatch.from_raw(raw, layout)))
+    monkeypatch.setattr(fake_collector, "make_batch", staticmethod(records_batch(100)))
     monkeypatch.setattr(fake_collector, "produce", 1)
     monkeypatch.setattr(headless, "FLUSH_GRACE", 0.5)
 
@@ -182,17 +201,7 @@ def test_an_error_before_any_signal_still_bounds_the_wait_for_stdout(fake_collec
             raise IpftError("demo set-up failed")
 
     monkeypatch.setattr(headless, "DemoTraffic", NoDemo)
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    try:
-        while True:  # fill the pipe
-            os.write(write_fd, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    os.set_blocking(write_fd, True)
-    stdout = os.fdopen(write_fd, "w")
-    monkeypatch.setattr(sys, "stdout", stdout)
-    reader = open(read_fd, "rb")
+    stdout, reader = full_pipe_as_stdout(monkeypatch)
     # If the stop waits for the writer, closing the reader (EPIPE) ends it after BOUND.
     unblock = threading.Timer(BOUND, reader.close)
     unblock.start()
@@ -267,24 +276,9 @@ def test_a_signal_ends_a_trace_whose_own_thread_waits_on_a_stdout_nobody_reads(f
                                                                                monkeypatch):
     """With an extension this thread writes the output: stuck on a full pipe, it must
     still see the signal (the grace starts there) and stop within the flush grace."""
-    event = EventLayout()
-    record = struct.Struct(event.record_format)
-    raw = (struct.pack("<II", record.size - 8, 0) + bytes(record.size - 8)) * 3
-    layout = RecordLayout(["f"], {}, event)
-    monkeypatch.setattr(fake_collector, "make_batch",
-                        staticmethod(lambda: RecordBatch.from_raw(raw, layout)))
+    monkeypatch.setattr(fake_collector, "make_batch", staticmethod(records_batch(3)))
     monkeypatch.setattr(headless, "FLUSH_GRACE", 0.5)
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    try:
-        while True:  # fill the pipe
-            os.write(write_fd, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    os.set_blocking(write_fd, True)
-    stdout = os.fdopen(write_fd, "w")
-    monkeypatch.setattr(sys, "stdout", stdout)
-    reader = open(read_fd, "rb")
+    stdout, reader = full_pipe_as_stdout(monkeypatch)
     # If the signal is not seen, closing the reader (EPIPE) ends it after BOUND.
     unblock = threading.Timer(BOUND, reader.close)
     unblock.start()
