@@ -782,49 +782,55 @@ def btf_targets_seconds() -> float:
     return round(time.perf_counter() - start, 3)
 
 
+def retained_per_sample(fill) -> float:
+    """Bytes of Python heap a PacketStore retains per sample after `fill(store)`, which
+    adds the samples and returns how many."""
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    store = PacketStore(max_packets=None)
+    count = fill(store)
+    gc.collect()
+    retained = (tracemalloc.get_traced_memory()[0] - base) / count
+    tracemalloc.stop()
+    del store
+    gc.collect()
+    return retained
+
+
 def memory_per_sample(journeys: int = 25_000) -> dict:
     """Bytes of Python heap retained per sample in the TUI's packet store, samples with
     their device/flow fields (meta) as the TUI keeps them: read from a recording like a
     replay (a Meta per line), and as live decoding shares them (a Meta per flow)."""
-    import gc  # noqa: PLC0415
-
     from ipft_tui.tui.sources import load_trace  # noqa: PLC0415
 
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="ipft-bench-") as private:
-        path = Path(private) / "memory.jsonl"
-        count = write_recording(path, journeys)
-        gc.collect()
-        tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0]
-        store = PacketStore(max_packets=None)
+    def from_recording(store: PacketStore) -> int:
         samples, _problems = load_trace(str(path))
         store.add(samples)
-        del samples
-        gc.collect()
-        out["replay"] = (tracemalloc.get_traced_memory()[0] - base) / count
-        tracemalloc.stop()
-        del store
-        gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    store = PacketStore(max_packets=None)
-    batch, count = [], 0
-    for j in range(journeys):
-        meta = Meta(3, "veth0", 4026531840, 43, 0x0800, 17, "192.0.2.1", "192.0.2.2",
-                    32768 + j % 28000, PORT, 0)
-        for function in ("ip_output", "dev_queue_xmit", "net_dev_start_xmit", "consume_skb"):
-            batch.append(Sample(0xFFFF888100000000 + j * 256, 10**12 + count * 700, j % 2,
-                                function, meta=meta))
-            count += 1
-        if len(batch) >= 10_000:
-            store.add(batch)
-            batch = []
-    store.add(batch)
-    del batch
-    gc.collect()
-    out["live"] = (tracemalloc.get_traced_memory()[0] - base) / count
-    tracemalloc.stop()
+        return len(samples)
+
+    def as_live(store: PacketStore) -> int:
+        batch, count = [], 0
+        for j in range(journeys):
+            meta = Meta(3, "veth0", 4026531840, 43, 0x0800, 17, "192.0.2.1", "192.0.2.2",
+                        32768 + j % 28000, PORT, 0)
+            for function in ("ip_output", "dev_queue_xmit", "net_dev_start_xmit", "consume_skb"):
+                batch.append(Sample(0xFFFF888100000000 + j * 256, 10**12 + count * 700, j % 2,
+                                    function, meta=meta))
+                count += 1
+            if len(batch) >= 10_000:
+                store.add(batch)
+                batch = []
+        store.add(batch)
+        return count
+
+    with tempfile.TemporaryDirectory(prefix="ipft-bench-") as private:
+        path = Path(private) / "memory.jsonl"
+        write_recording(path, journeys)
+        out = {"replay": retained_per_sample(from_recording)}
+    out["live"] = retained_per_sample(as_live)
     return out
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.conftest import REPO
-from tests.test_trace_real import flood_udp
+from tests.test_trace_real import local_udp
 
 MARK = 0xD0D
 pytestmark = pytest.mark.root
@@ -17,7 +17,7 @@ def test_no_drop_with_a_script_writes_every_delivered_sample(veth, trace_process
     tp = trace_process("-m", hex(MARK), "-o", "json", "-v", "--no-drop",
                        "-s", str(REPO / "examples/tuple.lua"))
     tp.wait_ready()
-    flood_udp(veth, 9, MARK, 20000)
+    local_udp(veth, 9, MARK, count=20000, pause=0)
     assert tp.wait_stdout(lambda lines: len(lines) >= 1000), tp.stderr
     assert tp.stop() == 0, tp.stderr  # while the script is still behind
     summary = next(line for line in tp.stderr.splitlines() if line.startswith("Summary:"))

@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from ipft_tui.tracing.event import IPFT_PAGE_SIZE, IPFT_RESCUE_PAGES, EventLayout
-from tests.test_trace_real import flood_udp
+from tests.test_trace_real import local_udp
 
 MARK = 0x5709
 PAGES = 256  # 1 MiB: several reads' worth of records (a read takes 4096)
@@ -25,7 +25,7 @@ def test_a_stop_reads_full_ring_buffers_to_their_end(veth, trace_process, nothin
     tp.wait_ready()
     os.kill(tp.proc.pid, signal.SIGSTOP)
     try:
-        flood_udp(veth, 9, MARK, 50000)
+        local_udp(veth, 9, MARK, count=50000, pause=0)
         os.kill(tp.proc.pid, signal.SIGINT)  # pending until it runs again
     finally:
         os.kill(tp.proc.pid, signal.SIGCONT)

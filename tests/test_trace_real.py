@@ -37,23 +37,15 @@ def in_order(functions: list[str], *expected: str) -> bool:
     return all(name in it for name in expected)
 
 
-def local_udp(veth, port: int, mark: int, count: int = 1) -> None:
-    """UDP over A's own address: stays in one namespace, so the mark survives receive."""
+def local_udp(veth, port: int, mark: int, count: int = 1, pause: float = 0.01) -> None:
+    """`count` marked 1-byte datagrams over A's own address, `pause` s apart (0: as fast
+    as one process can): they stay in one namespace, so the mark survives receive."""
     code = ("import socket, time\n"
             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {mark})\n"
             f"for _ in range({count}):\n"
-            f"    s.sendto(b'x', ('{veth.a_addr}', {port})); time.sleep(0.01)\n")
-    veth.exec(veth.ns_a, sys.executable, "-c", code)
-
-
-def flood_udp(veth, port: int, mark: int, count: int) -> None:
-    """`count` marked 1-byte datagrams to A's own address, as fast as one process can."""
-    code = ("import socket\n"
-            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {mark})\n"
-            f"for _ in range({count}):\n"
-            f"    s.sendto(b'x', ('{veth.a_addr}', {port}))\n")
+            f"    s.sendto(b'x', ('{veth.a_addr}', {port}))\n"
+            + (f"    time.sleep({pause})\n" if pause else ""))
     veth.exec(veth.ns_a, sys.executable, "-c", code)
 
 
