@@ -172,14 +172,14 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
     if args.verbose:
         dump_options(settings, args)
     settings.set_rlimit = not args.no_set_rlimit
-    stop = threading.Event()
     if sys.stdout is None:
         raise IpftError("stdout is closed: nowhere to write the trace")
     sys.stdout.flush()
     signals: list[int] = []  # appended by the handler (no lock in a signal handler)
+    stopping_after: list[int] = []  # set at the stop: how many signals came before it
     # The grace for a reader that does not read starts at the stop or at a signal (the
     # thread writing may be this one, which then never gets back to look at `signals`).
-    stdout = GuardedStdout(sys.stdout.fileno(), lambda: stop.is_set() or bool(signals),
+    stdout = GuardedStdout(sys.stdout.fileno(), lambda: bool(stopping_after or signals),
                            grace=FLUSH_GRACE)
     if args.output == "json":
         output = JsonOutput(stdout, with_tuple=args.output_tuple)
@@ -220,12 +220,11 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         if buffer is not None:
             write(buffer.drain_batches(limit))
 
-    stopping_after: list[int] = []  # how many signals came before the stop began
 
     def on_signal(signum, _frame) -> None:
         # Only note it: a signal handler runs between two bytecodes of the main thread,
-        # which may hold a lock this would take (stop.set() here deadlocked, rarely, when
-        # it landed inside the main thread's own stop.wait(): a CI run hung that way).
+        # which may hold a lock this would take (an Event.set() here deadlocked, rarely,
+        # when it landed inside the main thread's own wait on it: a CI run hung that way).
         signals.append(signum)
         if stopping_after and len(signals) > stopping_after[0]:
             collector.hurry = True  # a signal while stopping: leave what is still buffered
@@ -274,7 +273,6 @@ def _trace(settings: TraceSettings, args, server: ProbeServer | None, kernel, ex
         # From here on, however the trace ends, a reader that does not read holds the
         # output (written in the collector's thread too) up for FLUSH_GRACE at most.
         stopping_after.append(len(signals))
-        stop.set()
         try:
             if demo:
                 demo.__exit__(None, None, None)
